@@ -1,0 +1,79 @@
+// The reference CPU runtime: executes a loaded Model (Mamba1 / Mamba2).
+// Two paths that must agree: Prefill (whole sequences; chunked SSD scan for
+// Mamba2) and Step (one token per sequence with conv + SSM recurrent state).
+// fp32 accumulation throughout; OpenMP across channels/heads.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <span>
+#include <vector>
+
+#include "format/status.h"
+#include "model/model.h"
+
+namespace ssmq {
+
+// Recurrent state of one batch of sequences, all layers.
+//   conv: [n_layer][batch][conv_dim][d_conv-1]   (last d_conv-1 conv inputs, oldest first)
+//   ssm:  mamba1 [n_layer][batch][d_inner][d_state]
+//         mamba2 [n_layer][batch][n_heads][head_dim][d_state]
+struct RecurrentState {
+  int64_t batch = 0;
+  std::vector<float> conv;
+  std::vector<float> ssm;
+};
+
+class Runtime {
+ public:
+  // The model must outlive the runtime. Float tensors (f16/bf16) are
+  // converted to f32 once here; f32 tensors are used in place (zero-copy).
+  static Result<std::unique_ptr<Runtime>> Create(const Model& model, int n_threads = 0);
+  ~Runtime();
+
+  const HParams& hparams() const;
+  RecurrentState NewState(int64_t batch) const;  // zeroed
+  void ResetState(RecurrentState& s) const;
+
+  // tokens: [batch][seq_len] row-major; logits out: [batch][seq_len][vocab].
+  // Starts from `state` (zero for a fresh sequence) and leaves the final state
+  // in it, so Step can continue where Prefill stopped.
+  Status Prefill(std::span<const int32_t> tokens, int64_t batch, int64_t seq_len,
+                 RecurrentState& state, std::vector<float>& logits);
+
+  // One token per sequence: tokens [batch]; logits out [batch][vocab].
+  Status Step(std::span<const int32_t> tokens, RecurrentState& state, std::vector<float>& logits);
+
+  struct Impl;
+ private:
+  explicit Runtime(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+// Perplexity with the fixtures' convention: ids cut into non-overlapping
+// windows of `window` (tail dropped), every position but the first of each
+// window scored, ppl = exp(mean NLL), softmax over all vocab rows (padded too).
+struct PerplexityResult {
+  double perplexity = 0;
+  int64_t tokens_scored = 0;
+  double mean_nll = 0;
+};
+Result<PerplexityResult> EvaluatePerplexity(Runtime& rt, std::span<const int32_t> ids,
+                                            int64_t window = 256, int64_t batch = 8,
+                                            const std::function<void(int64_t, int64_t)>& progress = {});
+
+struct SamplingOptions {
+  bool greedy = true;
+  float temperature = 1.0f;
+  float top_p = 1.0f;
+  uint64_t seed = 0;
+  int32_t max_token_id = -1;  // ids >= this are never sampled (tokenizer size); -1 = vocab
+};
+// Runs prompt then n_new steps; calls on_token(id) for each generated id.
+// Returns prompt ids followed by generated ids.
+Result<std::vector<int32_t>> Generate(Runtime& rt, std::span<const int32_t> prompt, int n_new,
+                                      const SamplingOptions& opts,
+                                      const std::function<void(int32_t)>& on_token = {});
+
+}  // namespace ssmq

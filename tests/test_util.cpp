@@ -1,0 +1,82 @@
+#include "tests/test_util.h"
+
+#include <array>
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <iterator>
+#include <sstream>
+#include <stdexcept>
+#include <sys/wait.h>
+#include <unistd.h>
+
+namespace ssmq::testing {
+namespace fs = std::filesystem;
+
+std::string TestDir() { return SSMQ_TEST_DIR; }
+std::string FixturesDir() { return TestDir() + "/fixtures"; }
+std::string FixtureModelDir(const std::string& name) { return FixturesDir() + "/models/" + name; }
+std::string FixtureReferenceDir(const std::string& name) {
+  return FixturesDir() + "/reference/" + name;
+}
+std::string SsmqBinary() { return SSMQ_BINARY; }
+
+namespace {
+struct TempRoot {
+  std::string path;
+  TempRoot() {
+    std::string tmpl = (fs::temp_directory_path() / "ssmq_test_XXXXXX").string();
+    if (!mkdtemp(tmpl.data())) throw std::runtime_error("mkdtemp failed");
+    path = tmpl;
+  }
+  ~TempRoot() {
+    std::error_code ec;
+    fs::remove_all(path, ec);
+  }
+};
+TempRoot& Root() {
+  static TempRoot root;
+  return root;
+}
+}  // namespace
+
+std::string MakeTempDir(const std::string& tag) {
+  static int counter = 0;
+  fs::path p = fs::path(Root().path) / (tag + "_" + std::to_string(counter++));
+  fs::create_directories(p);
+  return p.string();
+}
+
+std::vector<uint8_t> ReadFileBytes(const std::string& path) {
+  std::ifstream f(path, std::ios::binary);
+  if (!f) throw std::runtime_error("cannot open " + path);
+  return std::vector<uint8_t>(std::istreambuf_iterator<char>(f), {});
+}
+
+std::string ReadFileText(const std::string& path) {
+  std::ifstream f(path, std::ios::binary);
+  if (!f) throw std::runtime_error("cannot open " + path);
+  std::stringstream ss;
+  ss << f.rdbuf();
+  return ss.str();
+}
+
+void WriteFileBytes(const std::string& path, const std::vector<uint8_t>& bytes) {
+  std::ofstream f(path, std::ios::binary);
+  f.write(reinterpret_cast<const char*>(bytes.data()), static_cast<std::streamsize>(bytes.size()));
+}
+
+int RunCommand(const std::string& cmd, std::string* stdout_text) {
+  FILE* p = popen(cmd.c_str(), "r");
+  if (!p) return -1;
+  std::array<char, 4096> buf;
+  std::string out;
+  size_t n;
+  while ((n = fread(buf.data(), 1, buf.size(), p)) > 0) out.append(buf.data(), n);
+  int st = pclose(p);
+  if (stdout_text) *stdout_text = std::move(out);
+  return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+}  // namespace ssmq::testing

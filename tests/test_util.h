@@ -1,0 +1,27 @@
+// Helpers shared by the tests: where the test data is, temp dirs, file I/O.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace ssmq::testing {
+
+// tests/ in the source tree (fixtures under tests/fixtures, goldens under tests/data).
+std::string TestDir();
+std::string FixturesDir();             // tests/fixtures
+std::string FixtureModelDir(const std::string& name);      // tests/fixtures/models/<name>
+std::string FixtureReferenceDir(const std::string& name);  // tests/fixtures/reference/<name>
+std::string SsmqBinary();              // path of the built `ssmq` executable
+
+// A fresh empty directory under the build's temp area, removed at exit.
+std::string MakeTempDir(const std::string& tag);
+
+std::vector<uint8_t> ReadFileBytes(const std::string& path);
+std::string ReadFileText(const std::string& path);
+void WriteFileBytes(const std::string& path, const std::vector<uint8_t>& bytes);
+
+// Runs a shell command, returns exit status and captured stdout.
+int RunCommand(const std::string& cmd, std::string* stdout_text);
+
+}  // namespace ssmq::testing
