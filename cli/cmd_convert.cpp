@@ -1,0 +1,106 @@
+// ssmq convert SRC -o OUT.ssmq --scheme f32|f16|bf16 [--mamba2-norm full|grouped] [--zstd]
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+
+#include "cli/cli_common.h"
+#include "cli/command.h"
+#include "convert/hf_import.h"
+#include "model/arch.h"
+#include "model/model_io.h"
+
+namespace ssmq::cli {
+namespace {
+
+struct ConvertArgs {
+  std::string src;
+  std::string out;
+  std::string scheme = "auto";
+  std::string mamba2_norm;
+  bool zstd = false;
+  bool json = false;
+};
+
+Status RunConvert(const ConvertArgs& a) {
+  const auto t0 = std::chrono::steady_clock::now();
+  std::error_code ec;
+  Model model;
+  if (std::filesystem::is_directory(a.src, ec)) {
+    HfImportOptions opts;
+    if (a.mamba2_norm == "full") opts.mamba2_norm = NormGrouping::kFull;
+    else if (a.mamba2_norm == "grouped") opts.mamba2_norm = NormGrouping::kGrouped;
+    else if (!a.mamba2_norm.empty())
+      return Status(StatusCode::kInvalidArgument, "--mamba2-norm must be full or grouped");
+    Progress progress("reading " + a.src);
+    opts.progress = [&](uint64_t d, uint64_t t) { progress.Update(d, t); };
+    SSMQ_ASSIGN_OR_RETURN(model, ImportHfDirectory(a.src, opts));
+    progress.Finish();
+  } else {
+    SSMQ_ASSIGN_OR_RETURN(model, OpenModel(a.src));
+    if (!a.mamba2_norm.empty()) {
+      if (model.hp.arch != Arch::kMamba2)
+        return Status(StatusCode::kInvalidArgument, "--mamba2-norm applies to mamba2 models only");
+      if (a.mamba2_norm != "full" && a.mamba2_norm != "grouped")
+        return Status(StatusCode::kInvalidArgument, "--mamba2-norm must be full or grouped");
+      model.hp.norm_group_size =
+          a.mamba2_norm == "full" ? model.hp.d_inner : model.hp.d_inner / model.hp.n_groups;
+    }
+  }
+
+  std::string scheme = a.scheme;
+  if (scheme != "auto") {
+    auto type = TensorTypeFromName(scheme);
+    if (!type || !TraitsOf(*type).is_float)
+      return Status(StatusCode::kInvalidArgument,
+                    "--scheme '" + scheme + "' is not supported (f32, f16, bf16, auto)");
+    SSMQ_RETURN_IF_ERROR(CastFloatTensors(model, *type));
+  } else {
+    // auto keeps the source types; name the scheme after the embedding's type.
+    const ModelTensor* emb = model.Find("token_embd.weight");
+    scheme = emb ? std::string(TensorTypeName(emb->type)) : "f32";
+  }
+  model.extra.Set("quant.scheme", MetaValue::String(scheme));
+  if (!model.extra.Find(keys::kSource)) model.extra.Set(keys::kSource, MetaValue::String(
+      std::filesystem::path(a.src).filename().string()));
+
+  SaveOptions save;
+  save.zstd = a.zstd;
+  Progress progress("writing " + a.out);
+  save.progress = [&](uint64_t d, uint64_t t) { progress.Update(d, t); };
+  SSMQ_RETURN_IF_ERROR(SaveModel(model, a.out, save));
+  progress.Finish();
+
+  const double secs =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  const auto bytes = std::filesystem::file_size(a.out, ec);
+  if (a.json) {
+    std::printf("{\"output\": \"%s\", \"scheme\": \"%s\", \"bytes\": %llu, \"seconds\": %.3f}\n",
+                a.out.c_str(), scheme.c_str(), static_cast<unsigned long long>(bytes), secs);
+  } else {
+    std::printf("wrote %s: %s %s, %zu tensors, %.2f MiB in %.2f s\n", a.out.c_str(),
+                ArchName(model.hp.arch), scheme.c_str(), model.tensors().size(),
+                static_cast<double>(bytes) / (1024.0 * 1024.0), secs);
+  }
+  return Status::Ok();
+}
+
+void Setup(CLI::App& app) {
+  auto args = std::make_shared<ConvertArgs>();
+  auto* sub = app.add_subcommand("convert", "Convert a Hugging Face checkpoint directory or a .ssmq file to .ssmq");
+  sub->add_option("src", args->src, "Hugging Face model directory or .ssmq file")->required();
+  sub->add_option("-o,--output", args->out, "output .ssmq path (written atomically)")->required();
+  sub->add_option("--scheme", args->scheme, "f32 | f16 | bf16 | auto (keep source types)")
+      ->capture_default_str();
+  sub->add_option("--mamba2-norm", args->mamba2_norm,
+                  "Mamba2 gated-norm grouping: full (transformers) | grouped (mamba_ssm, llama.cpp)");
+  sub->add_flag("--zstd", args->zstd, "zstd-compress tensors where it saves space");
+  sub->add_flag("--json", args->json, "print a JSON summary");
+  sub->callback([args] {
+    Status st = RunConvert(*args);
+    if (!st.ok()) ReportError(st);
+  });
+}
+SSMQ_REGISTER_COMMAND(10, Setup);
+
+}  // namespace
+}  // namespace ssmq::cli
