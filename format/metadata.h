@@ -29,6 +29,10 @@ struct MetaValue {
                std::vector<bool>, std::vector<std::string>>
       v;
 
+  static MetaValue U8(uint8_t x);    // (added by format owner)
+  static MetaValue I8(int8_t x);
+  static MetaValue U16(uint16_t x);
+  static MetaValue I16(int16_t x);
   static MetaValue U32(uint32_t x);
   static MetaValue U64(uint64_t x);
   static MetaValue I32(int32_t x);
@@ -41,6 +45,9 @@ struct MetaValue {
   static MetaValue ArrayU64(std::vector<uint64_t> x);
   static MetaValue ArrayF32(std::vector<double> x);
   static MetaValue ArrayString(std::vector<std::string> x);
+  // Any array: `values` must hold the vector matching elem_type's family
+  // (u* -> vector<uint64_t>, i* -> vector<int64_t>, f* -> vector<double>, ...).
+  static MetaValue ArrayOf(MetaType elem, decltype(v) values);
 
   // Typed access with conversion checks: an integer read as int succeeds if
   // the value fits; asking a string for a number is kTypeMismatch.
@@ -61,6 +68,9 @@ class Metadata {
   };
   // Replaces an existing key's value in place.
   void Set(std::string key, MetaValue value);
+  // Appends without looking for an existing key: the caller guarantees the
+  // key is new (the reader, which checks uniqueness with a hash set).
+  void AppendUnique(std::string key, MetaValue value);
   const MetaValue* Find(std::string_view key) const;
   bool Erase(std::string_view key);
   const std::vector<Entry>& entries() const { return entries_; }

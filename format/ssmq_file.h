@@ -50,6 +50,20 @@ struct FileHeader {
   uint64_t directory_offset = 0, directory_size = 0;
   uint64_t data_offset = 0, data_size = 0;
   uint64_t header_checksum = 0;
+  // (added by format owner) the remaining v1 header fields, for inspect.
+  uint32_t header_size = 0;
+  uint32_t required_flags = 0, optional_flags = 0;
+  uint64_t index_checksum = 0;  // XXH3-64 of metadata ++ directory ++ extension table
+  uint64_t extension_table_offset = 0;
+  uint32_t extension_count = 0;
+};
+
+// (added by format owner) One entry of the extension-section table that newer
+// minor versions may add; v1.0 readers skip unknown optional ones.
+struct ExtensionSection {
+  uint32_t kind = 0;
+  uint32_t flags = 0;  // bit 0: required
+  uint64_t offset = 0, size = 0;  // absolute
 };
 
 struct OpenOptions {
@@ -86,6 +100,8 @@ class SsmqFile {
   std::vector<Status> ValidateAll() const;
 
   std::span<const uint8_t> raw_bytes() const;  // the whole file
+  // (added by format owner) extension sections found (all skipped in v1.0).
+  const std::vector<ExtensionSection>& extensions() const;
 
   struct Impl;
  private:
