@@ -1,0 +1,219 @@
+#include "runtime_cpu/kernels.h"
+
+#include <algorithm>
+#include <cmath>
+
+#include "runtime_cpu/activations.h"
+#include "runtime_cpu/simd_dispatch.h"
+#include "runtime_cpu/weight.h"
+
+namespace ssmq::rt {
+
+namespace {
+
+SSMQ_HOT void RmsNormRow(const float* x, int64_t dim, const float* weight, float eps, float* out) {
+  float ss = 0;
+#pragma omp simd reduction(+ : ss)
+  for (int64_t i = 0; i < dim; ++i) ss += x[i] * x[i];
+  const float inv = 1.0f / std::sqrt(ss / static_cast<float>(dim) + eps);
+  for (int64_t i = 0; i < dim; ++i) out[i] = x[i] * inv * weight[i];
+}
+
+SSMQ_HOT void GatedRmsNormRow(const float* y, const float* z, int64_t dim, int64_t group,
+                              const float* weight, float eps, float* out) {
+  for (int64_t i = 0; i < dim; ++i) out[i] = y[i] * Silu(z[i]);
+  for (int64_t g0 = 0; g0 < dim; g0 += group) {
+    float* v = out + g0;
+    const float* wg = weight + g0;
+    float ss = 0;
+#pragma omp simd reduction(+ : ss)
+    for (int64_t i = 0; i < group; ++i) ss += v[i] * v[i];
+    const float inv = 1.0f / std::sqrt(ss / static_cast<float>(group) + eps);
+    for (int64_t i = 0; i < group; ++i) v[i] = v[i] * inv * wg[i];
+  }
+}
+
+}  // namespace
+
+void RmsNormRows(const float* x, int64_t n_rows, int64_t dim, const float* weight, double eps,
+                 float* out, int n_threads) {
+  const int nt = ThreadCount(n_threads);
+#pragma omp parallel for num_threads(nt) schedule(static) if (n_rows > 1 && nt > 1)
+  for (int64_t r = 0; r < n_rows; ++r) {
+    RmsNormRow(x + r * dim, dim, weight, static_cast<float>(eps), out + r * dim);
+  }
+}
+
+void GatedRmsNormRows(const float* y, int64_t y_stride, const float* z, int64_t z_stride,
+                      int64_t n_rows, int64_t dim, int64_t group, const float* weight,
+                      double eps, float* out, int64_t out_stride, int n_threads) {
+  const int nt = ThreadCount(n_threads);
+#pragma omp parallel for num_threads(nt) schedule(static) if (n_rows > 1 && nt > 1)
+  for (int64_t r = 0; r < n_rows; ++r) {
+    GatedRmsNormRow(y + r * y_stride, z + r * z_stride, dim, group, weight,
+                    static_cast<float>(eps), out + r * out_stride);
+  }
+}
+
+SSMQ_HOT void CausalConvSilu(const float* src, int64_t src_stride, int64_t L, int64_t c0,
+                             int64_t c1, int64_t K, const float* w, const float* bias,
+                             float* state, float* out, int64_t out_stride) {
+  const int64_t hist = K - 1;
+  // Input at time tau (may be negative: then from the state).
+  auto in = [&](int64_t tau, int64_t c) {
+    return tau >= 0 ? src[tau * src_stride + c] : state[c * hist + hist + tau];
+  };
+  const int64_t warm = std::min(L, hist);  // tokens that reach into the state
+  for (int64_t t = 0; t < warm; ++t) {
+    for (int64_t c = c0; c < c1; ++c) {
+      float acc = bias ? bias[c] : 0.0f;
+      for (int64_t k = 0; k < K; ++k) acc += w[c * K + k] * in(t - hist + k, c);
+      out[t * out_stride + c] = Silu(acc);
+    }
+  }
+  for (int64_t t = warm; t < L; ++t) {
+    const float* base = src + (t - hist) * src_stride;
+    float* o = out + t * out_stride;
+    for (int64_t c = c0; c < c1; ++c) {
+      float acc = bias ? bias[c] : 0.0f;
+      for (int64_t k = 0; k < K; ++k) acc += w[c * K + k] * base[k * src_stride + c];
+      o[c] = Silu(acc);
+    }
+  }
+  // New state: the last K-1 inputs. Ascending j reads state[L + j] (> j) before it is overwritten.
+  for (int64_t c = c0; c < c1; ++c) {
+    for (int64_t j = 0; j < hist; ++j) state[c * hist + j] = in(L - hist + j, c);
+  }
+}
+
+SSMQ_HOT void Mamba1ScanChannels(int64_t L, int64_t d0, int64_t d1, int64_t N, const float* x,
+                                 int64_t x_stride, const float* dt, int64_t dt_stride,
+                                 const float* bc, int64_t bc_stride, const float* z,
+                                 int64_t z_stride, const float* A, const float* D, float* state,
+                                 float* y, int64_t y_stride) {
+  for (int64_t t = 0; t < L; ++t) {
+    const float* B = bc + t * bc_stride;
+    const float* C = B + N;
+    const float* xt = x + t * x_stride;
+    const float* dtt = dt + t * dt_stride;
+    const float* zt = z + t * z_stride;
+    float* yt = y + t * y_stride;
+    for (int64_t d = d0; d < d1; ++d) {
+      const float dtv = dtt[d];
+      const float xv = xt[d];
+      const float* a = A + d * N;
+      float* s = state + d * N;
+      float acc = 0;
+#pragma omp simd reduction(+ : acc)
+      for (int64_t n = 0; n < N; ++n) {
+        const float sn = FastExp(dtv * a[n]) * s[n] + (dtv * B[n]) * xv;
+        s[n] = sn;
+        acc += sn * C[n];
+      }
+      yt[d] = (acc + D[d] * xv) * Silu(zt[d]);
+    }
+  }
+}
+
+int64_t Mamba2ChunkScratchFloats(int64_t chunk) { return 2 * chunk * chunk + 3 * chunk; }
+
+SSMQ_HOT void Mamba2ChunkScanGroup(const Mamba2Dims& dims, int64_t g, int64_t L, int64_t chunk,
+                                   const float* xbc, int64_t xbc_stride, const float* dt,
+                                   int64_t dt_stride, const float* A, const float* D,
+                                   float* state, float* y, int64_t y_stride, float* scratch) {
+  const int64_t P = dims.head_dim, N = dims.d_state, Q = chunk;
+  const int64_t b_off = dims.d_inner() + g * N;
+  const int64_t c_off = dims.d_inner() + dims.n_groups * N + g * N;
+  float* cb = scratch;          // [Q][Q]  C_i . B_j (lower triangle)
+  float* m = cb + Q * Q;        // [Q][Q]  decay-masked weights of the head
+  float* cs = m + Q * Q;        // [Q]     cumulative log-decay
+  float* wj = cs + Q;           // [Q]     state-update weights
+  float* ecs = wj + Q;          // [Q]     exp(cs)
+  const int64_t h0 = g * dims.heads_per_group(), h1 = h0 + dims.heads_per_group();
+
+  for (int64_t t0 = 0; t0 < L; t0 += Q) {
+    const int64_t q = std::min(Q, L - t0);
+    const float* rows = xbc + t0 * xbc_stride;
+    for (int64_t i = 0; i < q; ++i) {
+      const float* Ci = rows + i * xbc_stride + c_off;
+      for (int64_t j = 0; j <= i; ++j) {
+        const float* Bj = rows + j * xbc_stride + b_off;
+        float acc = 0;
+#pragma omp simd reduction(+ : acc)
+        for (int64_t n = 0; n < N; ++n) acc += Ci[n] * Bj[n];
+        cb[i * Q + j] = acc;
+      }
+    }
+    for (int64_t h = h0; h < h1; ++h) {
+      const float Ah = A[h], Dh = D[h];
+      const float* dth = dt + t0 * dt_stride + h;
+      float* S = state + h * P * N;
+      float run = 0;
+      for (int64_t i = 0; i < q; ++i) {
+        run += dth[i * dt_stride] * Ah;
+        cs[i] = run;
+      }
+      for (int64_t i = 0; i < q; ++i) ecs[i] = FastExp(cs[i]);
+      // Intra-chunk weights m[i][j] = cb[i][j] * exp(cs[i] - cs[j]) * dt[j], j <= i.
+      for (int64_t i = 0; i < q; ++i) {
+        const float csi = cs[i];
+        float* mi = m + i * Q;
+        const float* cbi = cb + i * Q;
+        for (int64_t j = 0; j <= i; ++j) mi[j] = cbi[j] * FastExp(csi - cs[j]) * dth[j * dt_stride];
+      }
+      for (int64_t i = 0; i < q; ++i) {
+        const float* Ci = rows + i * xbc_stride + c_off;
+        float* yi = y + (t0 + i) * y_stride + h * P;
+        // From the state before the chunk.
+        for (int64_t p = 0; p < P; ++p) {
+          const float* Sp = S + p * N;
+          float acc = 0;
+#pragma omp simd reduction(+ : acc)
+          for (int64_t n = 0; n < N; ++n) acc += Ci[n] * Sp[n];
+          yi[p] = acc * ecs[i];
+        }
+        // Inside the chunk.
+        const float* mi = m + i * Q;
+        for (int64_t j = 0; j <= i; ++j) {
+          const float mij = mi[j];
+          const float* xj = rows + j * xbc_stride + h * P;
+          for (int64_t p = 0; p < P; ++p) yi[p] += mij * xj[p];
+        }
+        const float* xi = rows + i * xbc_stride + h * P;
+        for (int64_t p = 0; p < P; ++p) yi[p] += Dh * xi[p];
+      }
+      // Pass the state on to the next chunk.
+      const float total = cs[q - 1];
+      const float decay_all = ecs[q - 1];
+      for (int64_t j = 0; j < q; ++j) wj[j] = FastExp(total - cs[j]) * dth[j * dt_stride];
+      for (int64_t p = 0; p < P; ++p) {
+        float* Sp = S + p * N;
+        for (int64_t n = 0; n < N; ++n) Sp[n] *= decay_all;
+        for (int64_t j = 0; j < q; ++j) {
+          const float coef = wj[j] * rows[j * xbc_stride + h * P + p];
+          const float* Bj = rows + j * xbc_stride + b_off;
+          for (int64_t n = 0; n < N; ++n) Sp[n] += coef * Bj[n];
+        }
+      }
+    }
+  }
+}
+
+SSMQ_HOT void Mamba2StepHead(int64_t P, int64_t N, const float* x, const float* B, const float* C,
+                             float dt, float A, float D, float* S, float* y) {
+  const float decay = FastExp(dt * A);
+  for (int64_t p = 0; p < P; ++p) {
+    float* Sp = S + p * N;
+    const float coef = dt * x[p];
+    float acc = 0;
+#pragma omp simd reduction(+ : acc)
+    for (int64_t n = 0; n < N; ++n) {
+      const float s = Sp[n] * decay + coef * B[n];
+      Sp[n] = s;
+      acc += s * C[n];
+    }
+    y[p] = acc + D * x[p];
+  }
+}
+
+}  // namespace ssmq::rt

@@ -1,0 +1,74 @@
+// The numeric building blocks of the Mamba blocks, on plain f32 arrays.
+// Each works on one sequence (or a range of channels / one B-C group of
+// it) so callers parallelize over batch x channels / groups with OpenMP.
+// Strides are in floats between consecutive tokens.
+#pragma once
+
+#include <cstdint>
+
+namespace ssmq::rt {
+
+// out[r][i] = x[r][i] / sqrt(mean_i(x[r]^2) + eps) * weight[i]; rows of `dim`.
+void RmsNormRows(const float* x, int64_t n_rows, int64_t dim, const float* weight, double eps,
+                 float* out, int n_threads);
+
+// Causal depthwise conv + SiLU over time for channels [c0, c1) of one
+// sequence of L tokens, continuing from and updating the conv state.
+//   in(t, c)  = src[t*src_stride + c] for t >= 0,
+//               state[c*(K-1) + (K-1) + t] for -(K-1) <= t < 0 (oldest first)
+//   out[t*out_stride + c] = silu(bias[c] + sum_k w[c*K + k] * in(t - (K-1) + k, c))
+// Afterwards state[c][j] = in(L - (K-1) + j, c), j < K-1. bias may be null.
+void CausalConvSilu(const float* src, int64_t src_stride, int64_t L, int64_t c0, int64_t c1,
+                    int64_t K, const float* w, const float* bias, float* state, float* out,
+                    int64_t out_stride);
+
+// Mamba1 selective scan of one sequence, channels [d0, d1), L tokens, in time order:
+//   s[d][n] = exp(dt[t][d] * A[d][n]) * s[d][n] + dt[t][d] * B[t][n] * x[t][d]
+//   y[t][d] = (sum_n s[d][n] * C[t][n] + D[d] * x[t][d]) * silu(z[t][d])
+// B[t][n] = bc[t*bc_stride + n], C[t][n] = bc[t*bc_stride + N + n].
+// A: [d_inner][N] (already -exp(A_log)); state: [d_inner][N], updated in place.
+void Mamba1ScanChannels(int64_t L, int64_t d0, int64_t d1, int64_t N, const float* x,
+                        int64_t x_stride, const float* dt, int64_t dt_stride, const float* bc,
+                        int64_t bc_stride, const float* z, int64_t z_stride, const float* A,
+                        const float* D, float* state, float* y, int64_t y_stride);
+
+// Mamba2 dimensions. Per token the conv output row holds x [H*P], B [G][N], C [G][N].
+struct Mamba2Dims {
+  int64_t n_heads = 0;   // H
+  int64_t head_dim = 0;  // P
+  int64_t n_groups = 0;  // G; head h uses group h / (H/G)
+  int64_t d_state = 0;   // N
+  int64_t d_inner() const { return n_heads * head_dim; }
+  int64_t heads_per_group() const { return n_heads / n_groups; }
+};
+
+// Floats of scratch Mamba2ChunkScanGroup needs for chunk size Q.
+int64_t Mamba2ChunkScratchFloats(int64_t chunk);
+
+// Mamba2 SSD scan of the heads of group g of one sequence, L tokens, in
+// chunks of `chunk` tokens: inside a chunk with cumulative log-decays
+// cs[i] = sum_{k<=i} dt[k]*A (chunk-local),
+//   y[i] = exp(cs[i]) * C_i . S_prev                          (state from before the chunk)
+//        + sum_{j<=i} (C_i . B_j) * exp(cs[i]-cs[j]) * dt[j] * x[j]   (decay-masked quadratic form)
+//        + D * x[i]
+//   S_next = exp(cs[q-1]) * S_prev + sum_j exp(cs[q-1]-cs[j]) * dt[j] * x[j] (outer) B_j
+// which equals the token-by-token recurrence. xbc: conv outputs (row stride
+// xbc_stride); dt: [t*dt_stride + h] after softplus and clamp; A, D: [H];
+// state: this sequence's [H][P][N]; y: [t*y_stride + h*P + p].
+void Mamba2ChunkScanGroup(const Mamba2Dims& dims, int64_t g, int64_t L, int64_t chunk,
+                          const float* xbc, int64_t xbc_stride, const float* dt, int64_t dt_stride,
+                          const float* A, const float* D, float* state, float* y,
+                          int64_t y_stride, float* scratch);
+
+// One recurrent step of head h of one sequence (x, B, C: that head's / group's rows):
+//   S[p][n] = exp(dt*A) * S[p][n] + dt * x[p] * B[n];  y[p] = C . S[p] + D * x[p]
+void Mamba2StepHead(int64_t P, int64_t N, const float* x, const float* B, const float* C,
+                    float dt, float A, float D, float* S, float* y);
+
+// Gated RMSNorm (Mamba2): v = y * silu(z), normalized over consecutive
+// groups of `group` channels, times weight. Row-wise, `dim` channels.
+void GatedRmsNormRows(const float* y, int64_t y_stride, const float* z, int64_t z_stride,
+                      int64_t n_rows, int64_t dim, int64_t group, const float* weight,
+                      double eps, float* out, int64_t out_stride, int n_threads);
+
+}  // namespace ssmq::rt

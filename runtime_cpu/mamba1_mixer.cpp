@@ -1,0 +1,61 @@
+// Mamba1 mixer: in_proj -> causal conv + SiLU -> x_proj (dt, B, C) ->
+// dt_proj + softplus -> selective scan (gated by silu(z)) -> out_proj.
+// Prefill and Step share this code: the scan is sequential in time either way.
+#include <algorithm>
+
+#include "runtime_cpu/activations.h"
+#include "runtime_cpu/runtime_impl.h"
+
+namespace ssmq {
+
+void Runtime::Impl::Mamba1Mixer(int l, int64_t batch, int64_t seq_len, float* conv_state,
+                                float* ssm_state) {
+  const rt::LayerWeights& w = layers[l];
+  rt::Scratch& s = scratch;
+  const int64_t T = batch * seq_len, L = seq_len;
+  const int64_t di = hp.d_inner, N = hp.d_state, R = hp.dt_rank, K = hp.d_conv;
+  const int64_t ipd = 2 * di;          // proj row: x [di], z [di]
+  const int64_t dbc_dim = R + 2 * N;   // dbc row: dt_in [R], B [N], C [N]
+  const int nt = rt::ThreadCount(n_threads);
+
+  rt::MatMul(w.in_proj, &w.in_proj_bias, s.normed.data(), hp.d_model, T, s.proj.data(), ipd,
+             n_threads);
+
+  // Channel blocks small enough to spread over threads, big enough to vectorize.
+  constexpr int64_t kChannelBlock = 64;
+  const int64_t n_blocks = (di + kChannelBlock - 1) / kChannelBlock;
+  const float* conv_b = w.conv_b.present() ? w.conv_b.f32 : nullptr;
+#pragma omp parallel for num_threads(nt) schedule(static) collapse(2)
+  for (int64_t b = 0; b < batch; ++b) {
+    for (int64_t blk = 0; blk < n_blocks; ++blk) {
+      const int64_t c0 = blk * kChannelBlock, c1 = std::min(di, c0 + kChannelBlock);
+      rt::CausalConvSilu(s.proj.data() + b * L * ipd, ipd, L, c0, c1, K, w.conv_w.f32, conv_b,
+                         conv_state + b * di * (K - 1), s.conv_out.data() + b * L * di, di);
+    }
+  }
+
+  rt::MatMul(w.x_proj, nullptr, s.conv_out.data(), di, T, s.dbc.data(), dbc_dim, n_threads);
+  rt::MatMul(w.dt_proj, &w.dt_bias, s.dbc.data(), dbc_dim, T, s.dt.data(), di, n_threads);
+  {
+    float* dt = s.dt.data();
+    const int64_t n = T * di;
+#pragma omp parallel for simd num_threads(nt) schedule(static) if (n > 65536 && nt > 1)
+    for (int64_t i = 0; i < n; ++i) dt[i] = rt::Softplus(dt[i]);
+  }
+
+#pragma omp parallel for num_threads(nt) schedule(static) collapse(2)
+  for (int64_t b = 0; b < batch; ++b) {
+    for (int64_t blk = 0; blk < n_blocks; ++blk) {
+      const int64_t d0 = blk * kChannelBlock, d1 = std::min(di, d0 + kChannelBlock);
+      rt::Mamba1ScanChannels(L, d0, d1, N, s.conv_out.data() + b * L * di, di,
+                             s.dt.data() + b * L * di, di, s.dbc.data() + b * L * dbc_dim + R,
+                             dbc_dim, s.proj.data() + b * L * ipd + di, ipd, w.a.data(), w.d.f32,
+                             ssm_state + b * di * N, s.y.data() + b * L * di, di);
+    }
+  }
+
+  rt::MatMul(w.out_proj, &w.out_proj_bias, s.y.data(), di, T, s.mixer_out.data(), hp.d_model,
+             n_threads);
+}
+
+}  // namespace ssmq

@@ -1,0 +1,88 @@
+// Mamba2 mixer: in_proj -> (z, xBC, dt) -> causal conv + SiLU on xBC ->
+// softplus(dt + bias) (clamped to the time-step limit) -> SSD scan (chunked
+// for prefill, one recurrent step for Step) -> gated RMSNorm -> out_proj.
+#include <omp.h>
+
+#include <algorithm>
+#include <cmath>
+
+#include "runtime_cpu/activations.h"
+#include "runtime_cpu/runtime_impl.h"
+
+namespace ssmq {
+
+void Runtime::Impl::Mamba2Mixer(int l, int64_t batch, int64_t seq_len, float* conv_state,
+                                float* ssm_state, bool recurrent) {
+  const rt::LayerWeights& w = layers[l];
+  rt::Scratch& s = scratch;
+  const int64_t T = batch * seq_len, L = seq_len;
+  const int64_t di = hp.d_inner, N = hp.d_state, K = hp.d_conv, H = hp.n_heads, P = hp.head_dim;
+  const int64_t G = hp.n_groups, cd = hp.conv_dim(), ipd = hp.in_proj_dim();
+  const rt::Mamba2Dims dims{H, P, G, N};
+  const int nt = rt::ThreadCount(n_threads);
+
+  // proj row: z [di], xBC [cd], dt [H]
+  rt::MatMul(w.in_proj, &w.in_proj_bias, s.normed.data(), hp.d_model, T, s.proj.data(), ipd,
+             n_threads);
+
+  constexpr int64_t kChannelBlock = 64;
+  const int64_t n_blocks = (cd + kChannelBlock - 1) / kChannelBlock;
+  const float* conv_b = w.conv_b.present() ? w.conv_b.f32 : nullptr;
+#pragma omp parallel for num_threads(nt) schedule(static) collapse(2)
+  for (int64_t b = 0; b < batch; ++b) {
+    for (int64_t blk = 0; blk < n_blocks; ++blk) {
+      const int64_t c0 = blk * kChannelBlock, c1 = std::min(cd, c0 + kChannelBlock);
+      rt::CausalConvSilu(s.proj.data() + b * L * ipd + di, ipd, L, c0, c1, K, w.conv_w.f32,
+                         conv_b, conv_state + b * cd * (K - 1), s.conv_out.data() + b * L * cd,
+                         cd);
+    }
+  }
+
+  const bool clamp = !(hp.dt_limit_min == 0.0 && std::isinf(hp.dt_limit_max) &&
+                       hp.dt_limit_max > 0);
+  const float dt_min = static_cast<float>(hp.dt_limit_min);
+  const float dt_max = static_cast<float>(hp.dt_limit_max);
+  for (int64_t t = 0; t < T; ++t) {
+    const float* raw = s.proj.data() + t * ipd + di + cd;
+    float* dt = s.dt.data() + t * H;
+    for (int64_t h = 0; h < H; ++h) {
+      float v = rt::Softplus(raw[h] + w.dt_bias.f32[h]);
+      if (clamp) v = std::min(std::max(v, dt_min), dt_max);
+      dt[h] = v;
+    }
+  }
+
+  const int64_t state_per_seq = H * P * N;
+  if (recurrent) {
+    // seq_len == 1: rows are sequences.
+#pragma omp parallel for num_threads(nt) schedule(static) collapse(2) if (batch * H > 1 && nt > 1)
+    for (int64_t b = 0; b < batch; ++b) {
+      for (int64_t h = 0; h < H; ++h) {
+        const int64_t g = h / dims.heads_per_group();
+        const float* row = s.conv_out.data() + b * cd;
+        rt::Mamba2StepHead(P, N, row + h * P, row + di + g * N, row + di + G * N + g * N,
+                           s.dt[b * H + h], w.a[h], w.d.f32[h],
+                           ssm_state + b * state_per_seq + h * P * N, s.y.data() + b * di + h * P);
+      }
+    }
+  } else {
+    const int64_t per_thread = rt::Mamba2ChunkScratchFloats(hp.chunk_size);
+#pragma omp parallel for num_threads(nt) schedule(dynamic) collapse(2)
+    for (int64_t b = 0; b < batch; ++b) {
+      for (int64_t g = 0; g < G; ++g) {
+        float* scratch_slice = s.per_thread.data() + omp_get_thread_num() * per_thread;
+        rt::Mamba2ChunkScanGroup(dims, g, L, hp.chunk_size, s.conv_out.data() + b * L * cd, cd,
+                                 s.dt.data() + b * L * H, H, w.a.data(), w.d.f32,
+                                 ssm_state + b * state_per_seq, s.y.data() + b * L * di, di,
+                                 scratch_slice);
+      }
+    }
+  }
+
+  rt::GatedRmsNormRows(s.y.data(), di, s.proj.data(), ipd, T, di, hp.norm_group_size,
+                       w.ssm_norm.f32, hp.norm_eps, s.gated.data(), di, n_threads);
+  rt::MatMul(w.out_proj, &w.out_proj_bias, s.gated.data(), di, T, s.mixer_out.data(), hp.d_model,
+             n_threads);
+}
+
+}  // namespace ssmq

@@ -1,0 +1,201 @@
+// Runtime: weight loading (Create), state handling and the shared forward
+// pass (embedding -> blocks -> final norm -> logits). The mixers live in
+// mamba1_mixer.cpp / mamba2_mixer.cpp.
+#include "runtime_cpu/runtime.h"
+
+#include <algorithm>
+#include <cmath>
+#include <string>
+
+#include "model/arch.h"
+#include "runtime_cpu/runtime_impl.h"
+
+namespace ssmq {
+
+namespace {
+
+Status CheckHParams(const HParams& hp) {
+  auto bad = [](const std::string& what) {
+    return Status(StatusCode::kBadConfig, "runtime: " + what);
+  };
+  if (hp.d_model <= 0 || hp.n_layer <= 0 || hp.vocab_size <= 0 || hp.d_inner <= 0 ||
+      hp.d_state <= 0 || hp.d_conv <= 0) {
+    return bad("d_model, n_layer, vocab_size, d_inner, d_state and d_conv must be positive");
+  }
+  if (hp.arch == Arch::kMamba1) {
+    if (hp.dt_rank <= 0) return bad("dt_rank must be positive");
+    return Status::Ok();
+  }
+  if (hp.n_heads <= 0 || hp.head_dim <= 0 || hp.n_heads * hp.head_dim != hp.d_inner) {
+    return bad("n_heads * head_dim must equal d_inner");
+  }
+  if (hp.n_groups <= 0 || hp.n_heads % hp.n_groups != 0) {
+    return bad("n_heads must be a multiple of n_groups");
+  }
+  if (hp.chunk_size <= 0) return bad("chunk_size must be positive");
+  const int64_t group = hp.norm_group_size == 0 ? hp.d_inner : hp.norm_group_size;
+  if (group <= 0 || hp.d_inner % group != 0) {
+    return bad("norm_group_size " + std::to_string(hp.norm_group_size) + " must divide d_inner " +
+               std::to_string(hp.d_inner));
+  }
+  return Status::Ok();
+}
+
+Status LoadLayer(const Model& m, const HParams& hp, int l, rt::LayerWeights& w) {
+  auto name = [l](const char* suffix) { return LayerTensorName(l, suffix); };
+  const int64_t dm = hp.d_model, di = hp.d_inner, N = hp.d_state;
+  SSMQ_ASSIGN_OR_RETURN(w.norm, rt::LoadWeight(m, name("norm.weight"), {dm}));
+  SSMQ_ASSIGN_OR_RETURN(w.in_proj, rt::LoadWeight(m, name("ssm_in.weight"), {hp.in_proj_dim(), dm}));
+  SSMQ_ASSIGN_OR_RETURN(w.in_proj_bias,
+                        rt::LoadWeight(m, name("ssm_in.bias"), {hp.in_proj_dim()}, true));
+  SSMQ_ASSIGN_OR_RETURN(w.conv_w,
+                        rt::LoadWeight(m, name("ssm_conv1d.weight"), {hp.conv_dim(), hp.d_conv}));
+  SSMQ_ASSIGN_OR_RETURN(w.conv_b, rt::LoadWeight(m, name("ssm_conv1d.bias"), {hp.conv_dim()},
+                                                 !hp.conv_bias));
+  SSMQ_ASSIGN_OR_RETURN(w.out_proj, rt::LoadWeight(m, name("ssm_out.weight"), {dm, di}));
+  SSMQ_ASSIGN_OR_RETURN(w.out_proj_bias, rt::LoadWeight(m, name("ssm_out.bias"), {dm}, true));
+  rt::Weight a_log;
+  if (hp.arch == Arch::kMamba1) {
+    SSMQ_ASSIGN_OR_RETURN(w.x_proj,
+                          rt::LoadWeight(m, name("ssm_x.weight"), {hp.dt_rank + 2 * N, di}));
+    SSMQ_ASSIGN_OR_RETURN(w.dt_proj, rt::LoadWeight(m, name("ssm_dt.weight"), {di, hp.dt_rank}));
+    SSMQ_ASSIGN_OR_RETURN(w.dt_bias, rt::LoadWeight(m, name("ssm_dt.bias"), {di}));
+    SSMQ_ASSIGN_OR_RETURN(a_log, rt::LoadWeight(m, name("ssm_a_log"), {di, N}));
+    SSMQ_ASSIGN_OR_RETURN(w.d, rt::LoadWeight(m, name("ssm_d"), {di}));
+  } else {
+    const int64_t H = hp.n_heads;
+    SSMQ_ASSIGN_OR_RETURN(w.dt_bias, rt::LoadWeight(m, name("ssm_dt.bias"), {H}));
+    SSMQ_ASSIGN_OR_RETURN(a_log, rt::LoadWeight(m, name("ssm_a_log"), {H}));
+    SSMQ_ASSIGN_OR_RETURN(w.d, rt::LoadWeight(m, name("ssm_d"), {H}));
+    SSMQ_ASSIGN_OR_RETURN(w.ssm_norm, rt::LoadWeight(m, name("ssm_norm.weight"), {di}));
+  }
+  const int64_t n_a = a_log.rows * a_log.cols;
+  w.a.resize(static_cast<size_t>(n_a));
+  for (int64_t i = 0; i < n_a; ++i) w.a[i] = -std::exp(a_log.f32[i]);
+  return Status::Ok();
+}
+
+}  // namespace
+
+Runtime::Runtime(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+Runtime::~Runtime() = default;
+
+Result<std::unique_ptr<Runtime>> Runtime::Create(const Model& model, int n_threads) {
+  auto impl = std::make_unique<Impl>();
+  impl->model = &model;
+  impl->hp = model.hp;
+  impl->n_threads = n_threads;
+  HParams& hp = impl->hp;
+  SSMQ_RETURN_IF_ERROR(CheckHParams(hp));
+  if (hp.arch == Arch::kMamba2 && hp.norm_group_size == 0) hp.norm_group_size = hp.d_inner;
+  SSMQ_ASSIGN_OR_RETURN(impl->token_embd,
+                        rt::LoadWeight(model, "token_embd.weight", {hp.vocab_size, hp.d_model}));
+  SSMQ_ASSIGN_OR_RETURN(impl->output_norm,
+                        rt::LoadWeight(model, "output_norm.weight", {hp.d_model}));
+  if (!hp.tied_embeddings) {
+    SSMQ_ASSIGN_OR_RETURN(impl->output,
+                          rt::LoadWeight(model, "output.weight", {hp.vocab_size, hp.d_model}));
+  }
+  impl->layers.resize(static_cast<size_t>(hp.n_layer));
+  for (int l = 0; l < hp.n_layer; ++l) {
+    SSMQ_RETURN_IF_ERROR(LoadLayer(model, hp, l, impl->layers[l]));
+  }
+  return std::unique_ptr<Runtime>(new Runtime(std::move(impl)));
+}
+
+const HParams& Runtime::hparams() const { return impl_->hp; }
+
+RecurrentState Runtime::NewState(int64_t batch) const {
+  RecurrentState s;
+  s.batch = batch;
+  s.conv.assign(impl_->conv_floats_per_layer(batch) * impl_->hp.n_layer, 0.0f);
+  s.ssm.assign(impl_->ssm_floats_per_layer(batch) * impl_->hp.n_layer, 0.0f);
+  return s;
+}
+
+void Runtime::ResetState(RecurrentState& s) const {
+  std::fill(s.conv.begin(), s.conv.end(), 0.0f);
+  std::fill(s.ssm.begin(), s.ssm.end(), 0.0f);
+}
+
+Status Runtime::Prefill(std::span<const int32_t> tokens, int64_t batch, int64_t seq_len,
+                        RecurrentState& state, std::vector<float>& logits) {
+  return impl_->Forward(tokens, batch, seq_len, state, logits, /*recurrent=*/false);
+}
+
+Status Runtime::Step(std::span<const int32_t> tokens, RecurrentState& state,
+                     std::vector<float>& logits) {
+  return impl_->Forward(tokens, static_cast<int64_t>(tokens.size()), 1, state, logits,
+                        /*recurrent=*/true);
+}
+
+Status Runtime::Impl::Forward(std::span<const int32_t> tokens, int64_t batch, int64_t seq_len,
+                              RecurrentState& state, std::vector<float>& logits, bool recurrent) {
+  if (batch <= 0 || seq_len <= 0) {
+    return Status(StatusCode::kInvalidArgument, "runtime: batch and seq_len must be positive");
+  }
+  if (static_cast<int64_t>(tokens.size()) != batch * seq_len) {
+    return Status(StatusCode::kInvalidArgument,
+                  "runtime: got " + std::to_string(tokens.size()) + " tokens for batch " +
+                      std::to_string(batch) + " x seq_len " + std::to_string(seq_len));
+  }
+  const size_t conv_per_layer = conv_floats_per_layer(batch);
+  const size_t ssm_per_layer = ssm_floats_per_layer(batch);
+  if (state.batch != batch || state.conv.size() != conv_per_layer * hp.n_layer ||
+      state.ssm.size() != ssm_per_layer * hp.n_layer) {
+    return Status(StatusCode::kInvalidArgument,
+                  "runtime: recurrent state is for batch " + std::to_string(state.batch) +
+                      " (or has the wrong size), tokens are for batch " + std::to_string(batch));
+  }
+  for (size_t i = 0; i < tokens.size(); ++i) {
+    if (tokens[i] < 0 || tokens[i] >= hp.vocab_size) {
+      return Status(StatusCode::kInvalidArgument,
+                    "runtime: token " + std::to_string(i) + " has id " + std::to_string(tokens[i]) +
+                        " outside the vocabulary [0, " + std::to_string(hp.vocab_size) + ")");
+    }
+  }
+  const int64_t T = batch * seq_len, dm = hp.d_model;
+  rt::Scratch& s = scratch;
+  rt::Grow(s.hidden, T * dm);
+  rt::Grow(s.normed, T * dm);
+  rt::Grow(s.mixer_out, T * dm);
+  rt::Grow(s.proj, T * hp.in_proj_dim());
+  rt::Grow(s.conv_out, T * hp.conv_dim());
+  rt::Grow(s.y, T * hp.d_inner);
+  if (hp.arch == Arch::kMamba1) {
+    rt::Grow(s.dbc, T * (hp.dt_rank + 2 * hp.d_state));
+    rt::Grow(s.dt, T * hp.d_inner);
+  } else {
+    rt::Grow(s.dt, T * hp.n_heads);
+    rt::Grow(s.gated, T * hp.d_inner);
+    rt::Grow(s.per_thread, static_cast<size_t>(rt::ThreadCount(n_threads)) *
+                               rt::Mamba2ChunkScratchFloats(hp.chunk_size));
+  }
+  for (int64_t t = 0; t < T; ++t) {
+    std::copy_n(token_embd.f32 + tokens[t] * dm, dm, s.hidden.data() + t * dm);
+  }
+  const int nt = rt::ThreadCount(n_threads);
+  for (int l = 0; l < hp.n_layer; ++l) {
+    rt::RmsNormRows(s.hidden.data(), T, dm, layers[l].norm.f32, hp.norm_eps, s.normed.data(),
+                    n_threads);
+    float* conv_state = state.conv.data() + l * conv_per_layer;
+    float* ssm_state = state.ssm.data() + l * ssm_per_layer;
+    if (hp.arch == Arch::kMamba1) {
+      Mamba1Mixer(l, batch, seq_len, conv_state, ssm_state);
+    } else {
+      Mamba2Mixer(l, batch, seq_len, conv_state, ssm_state, recurrent);
+    }
+    float* h = s.hidden.data();
+    const float* o = s.mixer_out.data();
+    const int64_t n = T * dm;
+#pragma omp parallel for simd num_threads(nt) schedule(static) if (n > 65536 && nt > 1)
+    for (int64_t i = 0; i < n; ++i) h[i] += o[i];
+  }
+  rt::RmsNormRows(s.hidden.data(), T, dm, output_norm.f32, hp.norm_eps, s.normed.data(),
+                  n_threads);
+  logits.resize(static_cast<size_t>(T * hp.vocab_size));
+  rt::MatMul(lm_head(), nullptr, s.normed.data(), dm, T, logits.data(), hp.vocab_size, n_threads);
+  return Status::Ok();
+}
+
+}  // namespace ssmq

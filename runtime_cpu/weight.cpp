@@ -1,0 +1,149 @@
+#include "runtime_cpu/weight.h"
+
+#include <omp.h>
+
+#include <algorithm>
+
+#include "format/quant.h"
+#include "runtime_cpu/simd_dispatch.h"
+
+namespace ssmq::rt {
+
+namespace {
+
+std::string ShapeText(const std::vector<int64_t>& s) {
+  std::string out = "[";
+  for (size_t i = 0; i < s.size(); ++i) out += (i ? ", " : "") + std::to_string(s[i]);
+  return out + "]";
+}
+
+// Rows [r0, r1) of y for tokens [0, n_tokens): 2x4 register tiles (two
+// weight rows against four tokens) so each loaded weight value feeds four
+// FMAs and each token value two.
+SSMQ_HOT void MatMulRows(const float* w, int64_t cols, int64_t r0, int64_t r1, const float* bias,
+                         const float* x, int64_t x_stride, int64_t n_tokens, float* y,
+                         int64_t y_stride) {
+  int64_t r = r0;
+  for (; r + 2 <= r1; r += 2) {
+    const float* w0 = w + r * cols;
+    const float* w1 = w0 + cols;
+    const float b0 = bias ? bias[r] : 0.0f;
+    const float b1 = bias ? bias[r + 1] : 0.0f;
+    int64_t t = 0;
+    for (; t + 4 <= n_tokens; t += 4) {
+      const float* x0 = x + t * x_stride;
+      const float* x1 = x0 + x_stride;
+      const float* x2 = x1 + x_stride;
+      const float* x3 = x2 + x_stride;
+      float a00 = 0, a01 = 0, a02 = 0, a03 = 0, a10 = 0, a11 = 0, a12 = 0, a13 = 0;
+#pragma omp simd reduction(+ : a00, a01, a02, a03, a10, a11, a12, a13)
+      for (int64_t c = 0; c < cols; ++c) {
+        const float u = w0[c], v = w1[c];
+        a00 += u * x0[c]; a01 += u * x1[c]; a02 += u * x2[c]; a03 += u * x3[c];
+        a10 += v * x0[c]; a11 += v * x1[c]; a12 += v * x2[c]; a13 += v * x3[c];
+      }
+      float* yt = y + t * y_stride + r;
+      yt[0] = a00 + b0; yt[1] = a10 + b1; yt += y_stride;
+      yt[0] = a01 + b0; yt[1] = a11 + b1; yt += y_stride;
+      yt[0] = a02 + b0; yt[1] = a12 + b1; yt += y_stride;
+      yt[0] = a03 + b0; yt[1] = a13 + b1;
+    }
+    for (; t < n_tokens; ++t) {
+      const float* x0 = x + t * x_stride;
+      float a0 = 0, a1 = 0;
+#pragma omp simd reduction(+ : a0, a1)
+      for (int64_t c = 0; c < cols; ++c) {
+        a0 += w0[c] * x0[c];
+        a1 += w1[c] * x0[c];
+      }
+      y[t * y_stride + r] = a0 + b0;
+      y[t * y_stride + r + 1] = a1 + b1;
+    }
+  }
+  for (; r < r1; ++r) {
+    const float* w0 = w + r * cols;
+    const float b0 = bias ? bias[r] : 0.0f;
+    for (int64_t t = 0; t < n_tokens; ++t) {
+      const float* x0 = x + t * x_stride;
+      float a0 = 0;
+#pragma omp simd reduction(+ : a0)
+      for (int64_t c = 0; c < cols; ++c) a0 += w0[c] * x0[c];
+      y[t * y_stride + r] = a0 + b0;
+    }
+  }
+}
+
+}  // namespace
+
+int ThreadCount(int n_threads) { return n_threads > 0 ? n_threads : omp_get_max_threads(); }
+
+Result<Weight> LoadWeight(const Model& model, const std::string& name,
+                          const std::vector<int64_t>& shape, bool optional) {
+  Weight w;
+  w.name = name;
+  const ModelTensor* t = model.Find(name);
+  if (!t) {
+    if (optional) return w;
+    return Status(StatusCode::kNotFound, "runtime: tensor '" + name + "' is missing");
+  }
+  if (t->shape != shape) {
+    return Status(StatusCode::kBadShape, "runtime: tensor '" + name + "' has shape " +
+                                             ShapeText(t->shape) + ", expected " + ShapeText(shape));
+  }
+  w.source_type = t->type;
+  w.rows = shape.empty() ? 1 : shape[0];
+  w.cols = 1;
+  for (size_t i = 1; i < shape.size(); ++i) w.cols *= shape[i];
+  const uint64_t n = static_cast<uint64_t>(w.rows * w.cols);
+  const TensorTypeTraits& traits = TraitsOf(t->type);
+  if (!traits.is_float) {
+    return Status(StatusCode::kUnsupported, "runtime: tensor '" + name + "' has type " +
+                                                std::string(TensorTypeName(t->type)) +
+                                                "; the CPU runtime supports f32/f16/bf16 only");
+  }
+  const auto bytes = TensorBytes(t->type, n);
+  if (!bytes || t->data.size() != *bytes) {
+    return Status(StatusCode::kBadTensorInfo,
+                  "runtime: tensor '" + name + "' holds " + std::to_string(t->data.size()) +
+                      " bytes, expected " + (bytes ? std::to_string(*bytes) : "overflow"));
+  }
+  if (t->type == TensorType::kF32) {
+    w.f32 = t->f32();
+    if (!w.f32) w.f32 = reinterpret_cast<const float*>(t->data.data());
+    if (reinterpret_cast<uintptr_t>(w.f32) % alignof(float) != 0) {  // copy rather than misread
+      w.converted.assign(n, 0.0f);
+      std::copy_n(t->data.data(), n * 4, reinterpret_cast<uint8_t*>(w.converted.data()));
+      w.f32 = w.converted.data();
+    }
+    return w;
+  }
+  w.converted.assign(n, 0.0f);
+  Status st = FloatToF32(t->type, t->data, w.converted);
+  if (!st.ok()) return st.WithContext("runtime: converting '" + name + "'");
+  w.f32 = w.converted.data();
+  return w;
+}
+
+void MatMul(const Weight& w, const Weight* bias, const float* x, int64_t x_stride,
+            int64_t n_tokens, float* y, int64_t y_stride, int n_threads) {
+  // Token blocks keep the activations of one block (<= 64 x cols floats)
+  // in L2 while every weight row streams past them once.
+  constexpr int64_t kTokenBlock = 64;
+  constexpr int64_t kRowChunk = 16;
+  const float* b = bias && bias->present() ? bias->f32 : nullptr;
+  const int64_t n_chunks = (w.rows + kRowChunk - 1) / kRowChunk;
+  const int nt = ThreadCount(n_threads);
+  for (int64_t t0 = 0; t0 < n_tokens; t0 += kTokenBlock) {
+    const int64_t tn = std::min(kTokenBlock, n_tokens - t0);
+    const float* xb = x + t0 * x_stride;
+    float* yb = y + t0 * y_stride;
+#pragma omp parallel for num_threads(nt) schedule(static) if (n_chunks > 1 && nt > 1)
+    for (int64_t ch = 0; ch < n_chunks; ++ch) {
+      const int64_t r0 = ch * kRowChunk;
+      const int64_t r1 = std::min(w.rows, r0 + kRowChunk);
+      MatMulRows(w.f32, w.cols, r0, r1, b, xb, x_stride, tn, yb, y_stride);
+    }
+  }
+}
+
+}  // namespace ssmq::rt

@@ -1,0 +1,45 @@
+// A model tensor as the runtime uses it: an f32 view of [rows, cols]
+// (1-D tensors: cols = 1). F32 tensors are viewed in place (zero copy);
+// F16/BF16 are converted once into `converted`. Every matmul goes through
+// MatMul(const Weight&, ...), the one place quantized kernels will plug in.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "format/status.h"
+#include "format/tensor_types.h"
+#include "model/model.h"
+
+namespace ssmq::rt {
+
+struct Weight {
+  std::string name;
+  TensorType source_type = TensorType::kF32;
+  int64_t rows = 0;
+  int64_t cols = 0;
+  const float* f32 = nullptr;    // rows*cols values, row-major; nullptr when absent
+  std::vector<float> converted;  // owns the values when the source was not F32
+
+  bool present() const { return f32 != nullptr; }
+  bool zero_copy() const { return present() && converted.empty(); }
+};
+
+// Loads tensor `name` expecting exactly `shape` (PyTorch order; 1-D or 2-D).
+// kNotFound when absent (unless optional: then an absent Weight), kBadShape on a
+// shape mismatch, kUnsupported for quantized / non-float types.
+Result<Weight> LoadWeight(const Model& model, const std::string& name,
+                          const std::vector<int64_t>& shape, bool optional = false);
+
+// y[t*y_stride + r] = sum_c W[r][c] * x[t*x_stride + c] (+ bias[r])
+// for t < n_tokens, r < W.rows; c < W.cols. fp32 accumulation. Tokens are
+// processed in blocks so that each weight row is read once per block.
+// n_threads <= 0: OpenMP's current default.
+void MatMul(const Weight& w, const Weight* bias, const float* x, int64_t x_stride,
+            int64_t n_tokens, float* y, int64_t y_stride, int n_threads);
+
+// OpenMP thread count for a parallel region (n <= 0: omp_get_max_threads()).
+int ThreadCount(int n_threads);
+
+}  // namespace ssmq::rt
