@@ -115,6 +115,8 @@ class SsmqWriter {
  public:
   explicit SsmqWriter(uint32_t alignment = kDefaultAlignment);
   ~SsmqWriter();
+  SsmqWriter(SsmqWriter&&) noexcept;             // (added by format owner)
+  SsmqWriter& operator=(SsmqWriter&&) noexcept;
 
   Metadata& metadata();
 

@@ -2,6 +2,7 @@
 // descriptions up front (their sizes do not depend on the data), then streams
 // the tensors one at a time into the data section, and finally writes the
 // head with the offsets, sizes and checksums learned while streaming.
+#include <algorithm>
 #include <unordered_set>
 #include <xxhash.h>
 #include <zstd.h>
@@ -36,6 +37,8 @@ SsmqWriter::SsmqWriter(uint32_t alignment) : impl_(std::make_unique<Impl>()) {
   impl_->alignment = alignment;
 }
 SsmqWriter::~SsmqWriter() = default;
+SsmqWriter::SsmqWriter(SsmqWriter&&) noexcept = default;
+SsmqWriter& SsmqWriter::operator=(SsmqWriter&&) noexcept = default;
 
 Metadata& SsmqWriter::metadata() { return impl_->metadata; }
 
