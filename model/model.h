@@ -75,10 +75,20 @@ struct ModelTensor {
                            std::vector<uint8_t> bytes);
   static ModelTensor FromF32(std::string name, std::vector<int64_t> shape,
                              const std::vector<float>& values);
+  // Points `data` at `owned` again (a plain copy of a ModelTensor would leave
+  // `data` viewing the source's buffer). No-op for tensors that view foreign memory.
+  void BindOwned();
 };
 
 class Model {
  public:
+  Model() = default;
+  // Copies rebind every owned tensor's `data` to the copy's own bytes.
+  Model(const Model& other);
+  Model& operator=(const Model& other);
+  Model(Model&&) noexcept = default;
+  Model& operator=(Model&&) noexcept = default;
+
   HParams hp;
   std::string tokenizer_json;   // the Hugging Face tokenizer.json text ("" = none)
   Metadata extra;               // other metadata (general.name, quant.*, provenance)
