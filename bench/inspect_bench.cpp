@@ -1,7 +1,7 @@
 // The summary of a ~1 GiB .ssmq file (`ssmq inspect FILE` without options)
 // must take well under a second: it maps the file and reads only the header,
 // metadata and directory. The file is a Mamba1 layout with ~290 tensors
-// (d_model 1024, 32 layers, vocab 50280, f32), written once to a temp dir.
+// (d_model 1024, 33 layers, vocab 50280, f32), written once to a temp dir.
 #include <benchmark/benchmark.h>
 
 #include <cstdio>
@@ -28,7 +28,7 @@ struct BigFile {
     ssmq::HParams hp;
     hp.arch = ssmq::Arch::kMamba1;
     hp.d_model = 1024;
-    hp.n_layer = 32;
+    hp.n_layer = 33;
     hp.vocab_size = 50280;
     hp.d_inner = 2048;
     hp.d_state = 16;

@@ -45,6 +45,7 @@ int RunInspect(const InspectArgs& a) {
     text += section;
   };
   auto flush = [&]() {
+    if (text.empty()) return;  // nothing was produced (the file could not be opened)
     if (a.json)
       std::fputs((j.dump(2) + "\n").c_str(), stdout);
     else
