@@ -155,7 +155,7 @@ ValidationReport ValidateBuffer(std::span<const uint8_t> bytes, const std::strin
 std::string RenderValidationText(const ValidationReport& r) {
   std::string out = "Validate: " + r.file_label + "\n";
   if (!r.opened) {
-    out += "  the file cannot be opened (header, metadata or directory is damaged)\n";
+    out += "  the file cannot be opened: its header, metadata or directory is damaged or cut short\n";
   } else {
     out += "  tensors checked: " + std::to_string(r.tensors_checked) + "\n";
   }
