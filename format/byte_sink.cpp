@@ -5,7 +5,6 @@
 
 #include <cerrno>
 #include <cstring>
-#include <filesystem>
 
 namespace ssmq::detail {
 
@@ -64,8 +63,10 @@ Status AtomicFileSink::Commit() {
   if (::rename(tmp_path_.c_str(), path_.c_str()) != 0) return Errno("rename onto", path_);
   committed_ = true;
   // Make the rename itself durable.
-  std::string dir = std::filesystem::path(path_).parent_path().string();
-  if (dir.empty()) dir = ".";
+  const size_t slash = path_.rfind('/');
+  const std::string dir = slash == std::string::npos ? std::string(".")
+                          : slash == 0               ? std::string("/")
+                                                     : path_.substr(0, slash);
   const int dfd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   if (dfd >= 0) {
     ::fsync(dfd);

@@ -41,10 +41,16 @@ MetaValue Array(MetaType elem, decltype(MetaValue::v) v) {
   return m;
 }
 Status Mismatch(const MetaValue& m, const char* wanted) {
-  std::string have(MetaTypeName(m.type));
-  if (m.type == MetaType::kArray) have += "[" + std::string(MetaTypeName(m.elem_type)) + "]";
-  return Status(StatusCode::kTypeMismatch,
-                "metadata value of type " + have + " read as " + wanted);
+  std::string msg = "metadata value of type ";
+  msg += MetaTypeName(m.type);
+  if (m.type == MetaType::kArray) {
+    msg += '[';
+    msg += MetaTypeName(m.elem_type);
+    msg += ']';
+  }
+  msg += " read as ";
+  msg += wanted;
+  return Status(StatusCode::kTypeMismatch, std::move(msg));
 }
 }  // namespace
 
@@ -59,14 +65,25 @@ MetaValue MetaValue::I64(int64_t x) { return Scalar(MetaType::kI64, x); }
 MetaValue MetaValue::F32(float x) { return Scalar(MetaType::kF32, static_cast<double>(x)); }
 MetaValue MetaValue::F64(double x) { return Scalar(MetaType::kF64, x); }
 MetaValue MetaValue::Bool(bool x) { return Scalar(MetaType::kBool, x); }
-MetaValue MetaValue::String(std::string x) { return Scalar(MetaType::kString, std::move(x)); }
+MetaValue MetaValue::String(std::string x) {
+  MetaValue m;
+  m.type = MetaType::kString;
+  m.v.emplace<std::string>(std::move(x));
+  return m;
+}
 MetaValue MetaValue::ArrayI64(std::vector<int64_t> x) { return Array(MetaType::kI64, std::move(x)); }
 MetaValue MetaValue::ArrayU64(std::vector<uint64_t> x) { return Array(MetaType::kU64, std::move(x)); }
-MetaValue MetaValue::ArrayF32(std::vector<double> x) { return Array(MetaType::kF32, std::move(x)); }
+// f32 values are rounded to f32 here, so the value held is the one read back.
+MetaValue MetaValue::ArrayF32(std::vector<double> x) {
+  for (double& d : x) d = static_cast<double>(static_cast<float>(d));
+  return Array(MetaType::kF32, std::move(x));
+}
 MetaValue MetaValue::ArrayString(std::vector<std::string> x) {
   return Array(MetaType::kString, std::move(x));
 }
 MetaValue MetaValue::ArrayOf(MetaType elem, decltype(MetaValue::v) values) {
+  if (auto* ds = std::get_if<std::vector<double>>(&values); ds && elem == MetaType::kF32)
+    for (double& d : *ds) d = static_cast<double>(static_cast<float>(d));
   return Array(elem, std::move(values));
 }
 
