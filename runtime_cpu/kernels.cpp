@@ -86,21 +86,20 @@ SSMQ_HOT void CausalConvSilu(const float* src, int64_t src_stride, int64_t L, in
   }
 }
 
-SSMQ_HOT void Mamba1ScanChannels(int64_t L, int64_t d0, int64_t d1, int64_t N, const float* x,
-                                 int64_t x_stride, const float* dt, int64_t dt_stride,
-                                 const float* bc, int64_t bc_stride, const float* z,
-                                 int64_t z_stride, const float* A, const float* D, float* state,
-                                 float* y, int64_t y_stride) {
+namespace {
+
+// One channel at a time, vectorized over the state (any d_state).
+void Mamba1ScanByChannel(int64_t L, int64_t d0, int64_t d1, int64_t N, const float* x,
+                         int64_t x_stride, const float* dt_raw, int64_t dt_stride,
+                         const float* bc, int64_t bc_stride, const float* z, int64_t z_stride,
+                         const float* A, const float* D, float* state, float* y,
+                         int64_t y_stride) {
   for (int64_t t = 0; t < L; ++t) {
     const float* B = bc + t * bc_stride;
     const float* C = B + N;
-    const float* xt = x + t * x_stride;
-    const float* dtt = dt + t * dt_stride;
-    const float* zt = z + t * z_stride;
-    float* yt = y + t * y_stride;
     for (int64_t d = d0; d < d1; ++d) {
-      const float dtv = dtt[d];
-      const float xv = xt[d];
+      const float dtv = Softplus(dt_raw[t * dt_stride + d]);
+      const float xv = x[t * x_stride + d];
       const float* a = A + d * N;
       float* s = state + d * N;
       float acc = 0;
@@ -110,7 +109,65 @@ SSMQ_HOT void Mamba1ScanChannels(int64_t L, int64_t d0, int64_t d1, int64_t N, c
         s[n] = sn;
         acc += sn * C[n];
       }
-      yt[d] = (acc + D[d] * xv) * Silu(zt[d]);
+      y[t * y_stride + d] = (acc + D[d] * xv) * Silu(z[t * z_stride + d]);
+    }
+  }
+}
+
+}  // namespace
+
+SSMQ_HOT void Mamba1ScanChannels(int64_t L, int64_t d0, int64_t d1, int64_t N, const float* x,
+                                 int64_t x_stride, const float* dt_raw, int64_t dt_stride,
+                                 const float* bc, int64_t bc_stride, const float* z,
+                                 int64_t z_stride, const float* A, const float* D, float* state,
+                                 float* y, int64_t y_stride) {
+  // Channels go through in blocks of kBlock with the state and A transposed
+  // to [n][d] locally, so every inner loop runs over contiguous channels
+  // (vectorized across d, no horizontal reductions).
+  constexpr int64_t kBlock = 32;
+  constexpr int64_t kMaxState = 64;
+  if (N > kMaxState) {
+    Mamba1ScanByChannel(L, d0, d1, N, x, x_stride, dt_raw, dt_stride, bc, bc_stride, z, z_stride,
+                        A, D, state, y, y_stride);
+    return;
+  }
+  alignas(64) float s[kMaxState][kBlock];
+  alignas(64) float at[kMaxState][kBlock];
+  alignas(64) float dt[kBlock], dx[kBlock], acc[kBlock];
+  for (int64_t b0 = d0; b0 < d1; b0 += kBlock) {
+    const int64_t nb = std::min(kBlock, d1 - b0);
+    for (int64_t n = 0; n < N; ++n) {
+      for (int64_t j = 0; j < nb; ++j) {
+        s[n][j] = state[(b0 + j) * N + n];
+        at[n][j] = A[(b0 + j) * N + n];
+      }
+    }
+    for (int64_t t = 0; t < L; ++t) {
+      const float* B = bc + t * bc_stride;
+      const float* C = B + N;
+      const float* xt = x + t * x_stride + b0;
+      const float* dtt = dt_raw + t * dt_stride + b0;
+      for (int64_t j = 0; j < nb; ++j) {
+        dt[j] = Softplus(dtt[j]);
+        dx[j] = dt[j] * xt[j];
+        acc[j] = 0.0f;
+      }
+      for (int64_t n = 0; n < N; ++n) {
+        const float bn = B[n], cn = C[n];
+        float* sn = s[n];
+        const float* an = at[n];
+        for (int64_t j = 0; j < nb; ++j) {
+          const float v = FastExp(dt[j] * an[j]) * sn[j] + dx[j] * bn;
+          sn[j] = v;
+          acc[j] += v * cn;
+        }
+      }
+      const float* zt = z + t * z_stride + b0;
+      float* yt = y + t * y_stride + b0;
+      for (int64_t j = 0; j < nb; ++j) yt[j] = (acc[j] + D[b0 + j] * xt[j]) * Silu(zt[j]);
+    }
+    for (int64_t n = 0; n < N; ++n) {
+      for (int64_t j = 0; j < nb; ++j) state[(b0 + j) * N + n] = s[n][j];
     }
   }
 }

@@ -22,13 +22,14 @@ void CausalConvSilu(const float* src, int64_t src_stride, int64_t L, int64_t c0,
                     int64_t K, const float* w, const float* bias, float* state, float* out,
                     int64_t out_stride);
 
-// Mamba1 selective scan of one sequence, channels [d0, d1), L tokens, in time order:
+// Mamba1 selective scan of one sequence, channels [d0, d1), L tokens, in time order,
+// with dt[t][d] = softplus(dt_raw[t*dt_stride + d]) (dt_raw: dt_proj output + bias):
 //   s[d][n] = exp(dt[t][d] * A[d][n]) * s[d][n] + dt[t][d] * B[t][n] * x[t][d]
 //   y[t][d] = (sum_n s[d][n] * C[t][n] + D[d] * x[t][d]) * silu(z[t][d])
 // B[t][n] = bc[t*bc_stride + n], C[t][n] = bc[t*bc_stride + N + n].
 // A: [d_inner][N] (already -exp(A_log)); state: [d_inner][N], updated in place.
 void Mamba1ScanChannels(int64_t L, int64_t d0, int64_t d1, int64_t N, const float* x,
-                        int64_t x_stride, const float* dt, int64_t dt_stride, const float* bc,
+                        int64_t x_stride, const float* dt_raw, int64_t dt_stride, const float* bc,
                         int64_t bc_stride, const float* z, int64_t z_stride, const float* A,
                         const float* D, float* state, float* y, int64_t y_stride);
 

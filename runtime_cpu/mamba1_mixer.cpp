@@ -1,5 +1,5 @@
 // Mamba1 mixer: in_proj -> causal conv + SiLU -> x_proj (dt, B, C) ->
-// dt_proj + softplus -> selective scan (gated by silu(z)) -> out_proj.
+// dt_proj -> softplus + selective scan (gated by silu(z)) -> out_proj.
 // Prefill and Step share this code: the scan is sequential in time either way.
 #include <algorithm>
 
@@ -36,13 +36,7 @@ void Runtime::Impl::Mamba1Mixer(int l, int64_t batch, int64_t seq_len, float* co
 
   rt::MatMul(w.x_proj, nullptr, s.conv_out.data(), di, T, s.dbc.data(), dbc_dim, n_threads);
   rt::MatMul(w.dt_proj, &w.dt_bias, s.dbc.data(), dbc_dim, T, s.dt.data(), di, n_threads);
-  {
-    float* dt = s.dt.data();
-    const int64_t n = T * di;
-#pragma omp parallel for simd num_threads(nt) schedule(static) if (n > 65536 && nt > 1)
-    for (int64_t i = 0; i < n; ++i) dt[i] = rt::Softplus(dt[i]);
-  }
-
+  // softplus(dt) happens inside the scan.
 #pragma omp parallel for num_threads(nt) schedule(static) collapse(2)
   for (int64_t b = 0; b < batch; ++b) {
     for (int64_t blk = 0; blk < n_blocks; ++blk) {
