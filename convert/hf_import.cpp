@@ -160,6 +160,13 @@ void AddTokenIds(const HfConfig& cfg, const fs::path& dir, const std::string& to
     if (ids[i]) extra.Set(meta_keys[i], MetaValue::I64(*ids[i]));
 }
 
+// "models/mamba2-tiny/" -> "mamba2-tiny" (the general.name of the import).
+std::string DirectoryName(const fs::path& dir) {
+  fs::path p = fs::absolute(dir).lexically_normal();
+  if (p.filename().empty()) p = p.parent_path();  // a trailing '/'
+  return p.filename().string();
+}
+
 }  // namespace
 
 Result<Model> ImportHfDirectory(const std::string& dir_str, const HfImportOptions& opts) {
@@ -268,9 +275,7 @@ Result<Model> ImportHfDirectory(const std::string& dir_str, const HfImportOption
   } else if (tokenizer.status().code() != StatusCode::kNotFound) {
     return tokenizer.status();
   }
-  model.extra.Set(keys::kName, MetaValue::String(fs::absolute(dir).lexically_normal().filename().string().empty()
-                                                     ? fs::absolute(dir).lexically_normal().parent_path().filename().string()
-                                                     : fs::absolute(dir).lexically_normal().filename().string()));
+  model.extra.Set(keys::kName, MetaValue::String(DirectoryName(dir)));
   model.extra.Set(keys::kSource, MetaValue::String(cfg.kind == CheckpointKind::kTransformers
                                                        ? "huggingface transformers safetensors"
                                                        : "state-spaces mamba_ssm safetensors"));
