@@ -5,6 +5,7 @@
 
 #include "cli/cli_common.h"
 #include "cli/command.h"
+#include "convert/gguf_import.h"
 #include "convert/hf_import.h"
 #include "model/arch.h"
 #include "model/model_io.h"
@@ -35,6 +36,13 @@ Status RunConvert(const ConvertArgs& a) {
     opts.progress = [&](uint64_t d, uint64_t t) { progress.Update(d, t); };
     SSMQ_ASSIGN_OR_RETURN(model, ImportHfDirectory(a.src, opts));
     progress.Finish();
+  } else if (a.src.ends_with(".gguf")) {  // llama.cpp GGUF: the gated norm defaults to grouped
+    GgufImportOptions opts;
+    if (a.mamba2_norm == "full") opts.mamba2_norm = NormGrouping::kFull;
+    else if (a.mamba2_norm == "grouped") opts.mamba2_norm = NormGrouping::kGrouped;
+    else if (!a.mamba2_norm.empty())
+      return Status(StatusCode::kInvalidArgument, "--mamba2-norm must be full or grouped");
+    SSMQ_ASSIGN_OR_RETURN(model, ImportGguf(a.src, opts));
   } else {
     SSMQ_ASSIGN_OR_RETURN(model, OpenModel(a.src));
     if (!a.mamba2_norm.empty()) {
