@@ -7,6 +7,7 @@
 #include "cli/command.h"
 #include "convert/gguf_import.h"
 #include "convert/hf_import.h"
+#include "convert/recipe.h"
 #include "model/arch.h"
 #include "model/model_io.h"
 
@@ -20,6 +21,14 @@ struct ConvertArgs {
   std::string mamba2_norm;
   bool zstd = false;
   bool json = false;
+  // Quantized schemes (w8a16 | w4a16 ...): convert/recipe.h.
+  uint32_t group_size = 128;
+  bool keep_lm_head = false;
+  std::string layer_schemes;
+  int head_bits = 0;
+  uint32_t head_group_size = 0;
+  bool small_f32 = false;
+  bool rtn = false;
 };
 
 Status RunConvert(const ConvertArgs& a) {
@@ -56,7 +65,19 @@ Status RunConvert(const ConvertArgs& a) {
   }
 
   std::string scheme = a.scheme;
-  if (scheme != "auto") {
+  if (IsQuantScheme(scheme)) {
+    QuantRecipeOptions q;
+    q.scheme = scheme;
+    q.group_size = a.group_size;
+    q.keep_lm_head = a.keep_lm_head;
+    q.layer_schemes = a.layer_schemes;
+    q.head_bits = a.head_bits;
+    q.head_group_size = a.head_group_size;
+    q.small_tensors_f16 = !a.small_f32;
+    q.rtn = a.rtn;
+    SSMQ_RETURN_IF_ERROR(ApplyQuantRecipe(model, q));
+    if (auto v = model.extra.GetString("quant.scheme"); v.ok()) scheme = *v;
+  } else if (scheme != "auto") {
     auto type = TensorTypeFromName(scheme);
     if (!type || !TraitsOf(*type).is_float)
       return Status(StatusCode::kInvalidArgument,
@@ -67,7 +88,8 @@ Status RunConvert(const ConvertArgs& a) {
     const ModelTensor* emb = model.Find("token_embd.weight");
     scheme = emb ? std::string(TensorTypeName(emb->type)) : "f32";
   }
-  model.extra.Set("quant.scheme", MetaValue::String(scheme));
+  if (!model.extra.Find("quant.scheme") || !IsQuantScheme(a.scheme))
+    model.extra.Set("quant.scheme", MetaValue::String(scheme));
   if (!model.extra.Find(keys::kSource)) model.extra.Set(keys::kSource, MetaValue::String(
       std::filesystem::path(a.src).filename().string()));
 
@@ -97,10 +119,25 @@ void Setup(CLI::App& app) {
   auto* sub = app.add_subcommand("convert", "Convert a Hugging Face checkpoint directory or a .ssmq file to .ssmq");
   sub->add_option("src", args->src, "Hugging Face model directory or .ssmq file")->required();
   sub->add_option("-o,--output", args->out, "output .ssmq path (written atomically)")->required();
-  sub->add_option("--scheme", args->scheme, "f32 | f16 | bf16 | auto (keep source types)")
+  sub->add_option("--scheme", args->scheme, "f32 | f16 | bf16 | auto (keep source types) | w8a16 | w4a16")
       ->capture_default_str();
   sub->add_option("--mamba2-norm", args->mamba2_norm,
                   "Mamba2 gated-norm grouping: full (transformers) | grouped (mamba_ssm, llama.cpp)");
+  sub->add_option("--group-size", args->group_size,
+                  "int4 group size along the input dim (w4*; falls back to the largest even divisor)")
+      ->capture_default_str();
+  sub->add_flag("--keep-lm-head", args->keep_lm_head,
+                "leave the LM head (or the tied embedding) unquantized");
+  sub->add_option("--layer-schemes", args->layer_schemes,
+                  "per-layer schemes, e.g. \"0-2:w4a16,3-5:w8a16\" (others use --scheme)");
+  sub->add_option("--head-bits", args->head_bits,
+                  "bits of the embedding and LM head: 8 (per row) or 4 (per group); default by scheme");
+  sub->add_option("--head-group-size", args->head_group_size,
+                  "int4 group size of the embedding and LM head (default --group-size)");
+  sub->add_flag("--small-f32", args->small_f32,
+                "keep the non-matmul float tensors (norms, conv, A_log, D) f32 (default f16)");
+  sub->add_flag("--rtn", args->rtn,
+                "int4: plain absmax round-to-nearest scales (default: least-squares clipped scales)");
   sub->add_flag("--zstd", args->zstd, "zstd-compress tensors where it saves space");
   sub->add_flag("--json", args->json, "print a JSON summary");
   sub->callback([args] {

@@ -9,6 +9,7 @@
 
 #include "model/arch.h"
 #include "runtime_cpu/runtime_impl.h"
+#include "runtime_cpu/quant_matmul.h"
 
 namespace ssmq {
 
@@ -172,7 +173,7 @@ Status Runtime::Impl::Forward(std::span<const int32_t> tokens, int64_t batch, in
                                rt::Mamba2ChunkScratchFloats(hp.chunk_size));
   }
   for (int64_t t = 0; t < T; ++t) {
-    std::copy_n(token_embd.f32 + tokens[t] * dm, dm, s.hidden.data() + t * dm);
+    rt::DequantizeRow(token_embd, tokens[t], s.hidden.data() + t * dm);  // f32 rows: a copy
   }
   const int nt = rt::ThreadCount(n_threads);
   for (int l = 0; l < hp.n_layer; ++l) {

@@ -5,6 +5,7 @@
 #include <algorithm>
 
 #include "format/quant.h"
+#include "runtime_cpu/quant_matmul.h"
 #include "runtime_cpu/simd_dispatch.h"
 
 namespace ssmq::rt {
@@ -73,6 +74,69 @@ SSMQ_HOT void MatMulRows(const float* w, int64_t cols, int64_t r0, int64_t r1, c
   }
 }
 
+// Views an f32 tensor of exactly n elements (any shape) in place, or copies
+// it into `owned` when it is not f32-aligned.
+Result<const float*> ViewF32Values(const Model& model, const std::string& name, uint64_t n,
+                                   std::vector<float>& owned) {
+  const ModelTensor* t = model.Find(name);
+  if (!t) return Status(StatusCode::kNotFound, "runtime: tensor '" + name + "' is missing");
+  if (t->type != TensorType::kF32 || t->numel() != n || t->data.size() != n * 4) {
+    return Status(StatusCode::kBadTensorInfo, "runtime: tensor '" + name + "' must be f32 with " +
+                                                  std::to_string(n) + " elements");
+  }
+  const float* p = reinterpret_cast<const float*>(t->data.data());
+  if (reinterpret_cast<uintptr_t>(p) % alignof(float) == 0) return p;
+  owned.assign(n, 0.0f);
+  std::copy_n(t->data.data(), n * 4, reinterpret_cast<uint8_t*>(owned.data()));
+  return static_cast<const float*>(owned.data());
+}
+
+// q8/q4 tensor t (already shape-checked into w.rows x w.cols): views its
+// codes, "<name>.scale" and (q4 with zero points) "<name>.zero" in place.
+Status ViewQuantized(const Model& model, const ModelTensor& t, Weight& w) {
+  const uint64_t rows = static_cast<uint64_t>(w.rows), cols = static_cast<uint64_t>(w.cols);
+  const bool q4 = t.type == TensorType::kQ4;
+  const auto bytes = TensorBytes(t.type, rows * cols);
+  if (!bytes || t.data.size() != *bytes || (q4 && cols % 2 != 0)) {
+    return Status(StatusCode::kBadTensorInfo,
+                  "runtime: quantized tensor '" + w.name + "' has a bad byte size or odd cols");
+  }
+  w.format = q4 ? WeightFormat::kQ4 : WeightFormat::kQ8;
+  w.codes = t.data.data();
+  const uint64_t n_scales = ScaleCount(t.quant, rows, cols);
+  switch (t.quant.granularity) {
+    case ScaleGranularity::kPerGroup: w.group_size = t.quant.group_size; break;
+    case ScaleGranularity::kPerChannel:
+    case ScaleGranularity::kPerTensor: w.group_size = w.cols; break;
+    default:
+      return Status(StatusCode::kBadTensorInfo,
+                    "runtime: quantized tensor '" + w.name + "' has no scale granularity");
+  }
+  if (n_scales == 0) {
+    return Status(StatusCode::kBadTensorInfo, "runtime: tensor '" + w.name + "' has no scales");
+  }
+  SSMQ_ASSIGN_OR_RETURN(w.scales, ViewF32Values(model, w.name + ".scale", n_scales, w.owned_scales));
+  if (t.quant.granularity == ScaleGranularity::kPerTensor) {  // one scale -> one per row
+    const float s = w.scales[0];
+    w.owned_scales.assign(rows, s);
+    w.scales = w.owned_scales.data();
+  }
+  if (q4 && t.quant.has_zero_point) {
+    const ModelTensor* z = model.Find(w.name + ".zero");
+    if (!z || z->type != TensorType::kU8 || z->data.size() != n_scales) {
+      return Status(StatusCode::kBadTensorInfo,
+                    "runtime: tensor '" + w.name + ".zero' must be u8 with " +
+                        std::to_string(n_scales) + " elements");
+    }
+    if (t.quant.granularity == ScaleGranularity::kPerTensor) {
+      return Status(StatusCode::kUnsupported,
+                    "runtime: per-tensor q4 with a zero point ('" + w.name + "')");
+    }
+    w.zeros = z->data.data();
+  }
+  return Status::Ok();
+}
+
 }  // namespace
 
 int ThreadCount(int n_threads) { return n_threads > 0 ? n_threads : omp_get_max_threads(); }
@@ -96,6 +160,10 @@ Result<Weight> LoadWeight(const Model& model, const std::string& name,
   for (size_t i = 1; i < shape.size(); ++i) w.cols *= shape[i];
   const uint64_t n = static_cast<uint64_t>(w.rows * w.cols);
   const TensorTypeTraits& traits = TraitsOf(t->type);
+  if (traits.is_quantized) {
+    SSMQ_RETURN_IF_ERROR(ViewQuantized(model, *t, w));
+    return w;
+  }
   if (!traits.is_float) {
     return Status(StatusCode::kUnsupported, "runtime: tensor '" + name + "' has type " +
                                                 std::string(TensorTypeName(t->type)) +
@@ -133,6 +201,7 @@ void MatMul(const Weight& w, const Weight* bias, const float* x, int64_t x_strid
   const float* b = bias && bias->present() ? bias->f32 : nullptr;
   const int64_t n_chunks = (w.rows + kRowChunk - 1) / kRowChunk;
   const int nt = ThreadCount(n_threads);
+  const QuantRowsKernel quant_rows = QuantKernel(w.format, BestKernelIsa());
   for (int64_t t0 = 0; t0 < n_tokens; t0 += kTokenBlock) {
     const int64_t tn = std::min(kTokenBlock, n_tokens - t0);
     const float* xb = x + t0 * x_stride;
@@ -141,7 +210,11 @@ void MatMul(const Weight& w, const Weight* bias, const float* x, int64_t x_strid
     for (int64_t ch = 0; ch < n_chunks; ++ch) {
       const int64_t r0 = ch * kRowChunk;
       const int64_t r1 = std::min(w.rows, r0 + kRowChunk);
-      MatMulRows(w.f32, w.cols, r0, r1, b, xb, x_stride, tn, yb, y_stride);
+      if (quant_rows) {
+        quant_rows(w, r0, r1, b, xb, x_stride, tn, yb, y_stride);
+      } else {
+        MatMulRows(w.f32, w.cols, r0, r1, b, xb, x_stride, tn, yb, y_stride);
+      }
     }
   }
 }

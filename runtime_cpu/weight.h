@@ -14,6 +14,11 @@
 
 namespace ssmq::rt {
 
+// How a Weight's values are held. kF32: `f32`. kQ8 / kQ4: zero-copy views of
+// the file's codes and scales, dequantized inside the matmul kernels
+// (runtime_cpu/quant_matmul.h), never expanded to f32 at load.
+enum class WeightFormat : uint8_t { kF32, kQ8, kQ4 };
+
 struct Weight {
   std::string name;
   TensorType source_type = TensorType::kF32;
@@ -22,20 +27,36 @@ struct Weight {
   const float* f32 = nullptr;    // rows*cols values, row-major; nullptr when absent
   std::vector<float> converted;  // owns the values when the source was not F32
 
-  bool present() const { return f32 != nullptr; }
+  // Quantized storage (format != kF32). A row's scales cover consecutive
+  // groups of `group_size` columns (the last group may be shorter); per
+  // channel is group_size == cols, per tensor is expanded to per channel.
+  WeightFormat format = WeightFormat::kF32;
+  const uint8_t* codes = nullptr;   // kQ8: int8 [rows][cols]; kQ4: packed [rows][cols/2]
+  const float* scales = nullptr;    // [rows][groups_per_row()]
+  const uint8_t* zeros = nullptr;   // kQ4 with zero points: like scales; nullptr: z = 8
+  int64_t group_size = 0;
+  std::vector<float> owned_scales;  // when the file's scales could not be viewed in place
+
+  bool present() const { return f32 != nullptr || codes != nullptr; }
+  bool quantized() const { return format != WeightFormat::kF32; }
   bool zero_copy() const { return present() && converted.empty(); }
+  int64_t groups_per_row() const {
+    return group_size > 0 ? (cols + group_size - 1) / group_size : 0;
+  }
 };
 
 // Loads tensor `name` expecting exactly `shape` (PyTorch order; 1-D or 2-D).
 // kNotFound when absent (unless optional: then an absent Weight), kBadShape on a
-// shape mismatch, kUnsupported for quantized / non-float types.
+// shape mismatch, kUnsupported for non-float types other than q8/q4 (whose
+// "<name>.scale" / "<name>.zero" tensors are viewed alongside).
 Result<Weight> LoadWeight(const Model& model, const std::string& name,
                           const std::vector<int64_t>& shape, bool optional = false);
 
 // y[t*y_stride + r] = sum_c W[r][c] * x[t*x_stride + c] (+ bias[r])
 // for t < n_tokens, r < W.rows; c < W.cols. fp32 accumulation. Tokens are
 // processed in blocks so that each weight row is read once per block.
-// n_threads <= 0: OpenMP's current default.
+// n_threads <= 0: OpenMP's current default. Quantized weights run the
+// Q8/Q4 kernels of quant_matmul.h.
 void MatMul(const Weight& w, const Weight* bias, const float* x, int64_t x_stride,
             int64_t n_tokens, float* y, int64_t y_stride, int n_threads);
 

@@ -1,0 +1,131 @@
+// The quantization driver: scheme names -> per-layer weight bits -> the
+// quantized Model with its quant.* metadata.
+#include "convert/recipe.h"
+
+#include <cstdlib>
+
+#include "convert/hf_import.h"
+
+namespace ssmq {
+
+namespace {
+
+bool IsWeightOnly(const std::string& s) { return s == "w8a16" || s == "w4a16"; }
+
+WeightBits BitsOf(const std::string& s) {
+  return (s == "w4a16" || s == "w4a8") ? WeightBits::kW4 : WeightBits::kW8;
+}
+
+Result<int64_t> ParseLayerIndex(const std::string& text, int64_t n_layer) {
+  char* end = nullptr;
+  const long v = std::strtol(text.c_str(), &end, 10);
+  if (text.empty() || *end != '\0' || v < 0 || v >= n_layer) {
+    return Status(StatusCode::kInvalidArgument, "--layer-schemes: bad layer index '" + text +
+                                                    "' (model has " + std::to_string(n_layer) +
+                                                    " layers)");
+  }
+  return static_cast<int64_t>(v);
+}
+
+}  // namespace
+
+bool IsQuantScheme(const std::string& s) {
+  return s == "w8a16" || s == "w4a16" || s == "w8a8" || s == "w4a8";
+}
+
+Result<std::vector<std::string>> ParseLayerSchemes(const std::string& spec, int64_t n_layer,
+                                                   const std::string& default_scheme) {
+  std::vector<std::string> out(static_cast<size_t>(n_layer), default_scheme);
+  size_t pos = 0;
+  while (pos < spec.size()) {
+    size_t comma = spec.find(',', pos);
+    if (comma == std::string::npos) comma = spec.size();
+    const std::string piece = spec.substr(pos, comma - pos);
+    pos = comma + 1;
+    const size_t colon = piece.find(':');
+    if (colon == std::string::npos) {
+      return Status(StatusCode::kInvalidArgument,
+                    "--layer-schemes: '" + piece + "' is not RANGE:SCHEME");
+    }
+    const std::string range = piece.substr(0, colon), scheme = piece.substr(colon + 1);
+    if (!IsQuantScheme(scheme)) {
+      return Status(StatusCode::kInvalidArgument,
+                    "--layer-schemes: unknown scheme '" + scheme + "' in '" + piece + "'");
+    }
+    const size_t dash = range.find('-');
+    SSMQ_ASSIGN_OR_RETURN(int64_t first, ParseLayerIndex(range.substr(0, dash), n_layer));
+    int64_t last = first;
+    if (dash != std::string::npos) {
+      SSMQ_ASSIGN_OR_RETURN(last, ParseLayerIndex(range.substr(dash + 1), n_layer));
+    }
+    if (last < first) {
+      return Status(StatusCode::kInvalidArgument, "--layer-schemes: empty range '" + range + "'");
+    }
+    for (int64_t l = first; l <= last; ++l) out[static_cast<size_t>(l)] = scheme;
+  }
+  return out;
+}
+
+Status ApplyQuantRecipe(Model& model, const QuantRecipeOptions& opts) {
+  if (!IsQuantScheme(opts.scheme)) {
+    return Status(StatusCode::kInvalidArgument, "unknown quantization scheme '" + opts.scheme + "'");
+  }
+  if (opts.group_size < 2) {
+    return Status(StatusCode::kInvalidArgument, "--group-size must be at least 2");
+  }
+  SSMQ_ASSIGN_OR_RETURN(std::vector<std::string> per_layer,
+                        ParseLayerSchemes(opts.layer_schemes, model.hp.n_layer, opts.scheme));
+  bool mixed = false;
+  for (const std::string& s : per_layer) {
+    if (!IsWeightOnly(s)) {
+      return Status(StatusCode::kUnsupported,
+                    "scheme '" + s + "' (activation quantization) is not implemented yet; "
+                    "use w8a16 or w4a16");
+    }
+    mixed = mixed || s != per_layer.front();
+  }
+  SSMQ_RETURN_IF_ERROR(CastFloatTensors(model, TensorType::kF32));
+
+  WeightQuantOptions w;
+  w.bits = BitsOf(opts.scheme);
+  w.group_size = opts.group_size;
+  w.keep_lm_head = opts.keep_lm_head;
+  for (const std::string& s : per_layer) w.layer_bits.push_back(BitsOf(s));
+  if (opts.head_bits != 0 && opts.head_bits != 4 && opts.head_bits != 8) {
+    return Status(StatusCode::kInvalidArgument, "--head-bits must be 4 or 8");
+  }
+  if (opts.head_bits != 0) w.embedding_bits = opts.head_bits == 4 ? WeightBits::kW4 : WeightBits::kW8;
+  w.head_group_size = opts.head_group_size;
+  w.mse_scale_search = !opts.rtn;
+  SSMQ_RETURN_IF_ERROR(QuantizeWeights(model, w));
+  if (opts.small_tensors_f16) {
+    // Only float tensors that are not scales remain: cast them (scales stay f32).
+    SSMQ_RETURN_IF_ERROR(CastFloatTensors(model, TensorType::kF16));
+  }
+
+  const bool head_w4 = w.embedding_bits == WeightBits::kW4 ||
+                       (w.embedding_bits == WeightBits::kFloat && w.bits == WeightBits::kW4);
+  const std::string g = std::to_string(opts.group_size);
+  const std::string hg = std::to_string(opts.head_group_size ? opts.head_group_size : opts.group_size);
+  const std::string int4 = std::string(w.mse_scale_search ? "least-squares clipped scale"
+                                                          : "absmax scale") +
+                           ", round half to even";
+  std::string recipe = "ssmq weight-only: matmul weights " +
+                       (w.bits == WeightBits::kW4
+                            ? "int4 symmetric per group of " + g +
+                                  " along the input dim (else the largest even divisor), " + int4
+                            : std::string("int8 per output channel, absmax, round half to even")) +
+                       "; embedding" + (opts.keep_lm_head ? "" : " and lm_head") +
+                       (head_w4 ? " int4 per group of " + hg + " (" + int4 + ")"
+                                : std::string(" int8 per row")) +
+                       (opts.keep_lm_head ? "; lm_head (tied: embedding) kept f32" : "") +
+                       "; other tensors " + (opts.small_tensors_f16 ? "f16" : "f32");
+  if (!opts.layer_schemes.empty()) recipe += "; layer schemes " + opts.layer_schemes;
+  model.extra.Set("quant.scheme", MetaValue::String(mixed ? "mixed" : per_layer.front()));
+  model.extra.Set("quant.recipe", MetaValue::String(recipe));
+  model.extra.Set("quant.group_size", MetaValue::U32(opts.group_size));
+  model.extra.Set("quant.rounding", MetaValue::String("nearest_even"));
+  return Status::Ok();
+}
+
+}  // namespace ssmq

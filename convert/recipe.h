@@ -1,0 +1,42 @@
+// Quantization schemes and the driver that turns a float Model into a
+// quantized one. Weight-only schemes (w8a16, w4a16, and per-layer mixes of
+// them) are implemented; activation-quantized schemes (w8a8, w4a8) are
+// recognized and rejected with kUnsupported until their runtime path exists.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "convert/quantize_weights.h"
+#include "format/status.h"
+#include "model/model.h"
+
+namespace ssmq {
+
+// True for w8a16 / w4a16 / w8a8 / w4a8 (the names `ssmq convert --scheme` takes
+// besides the float types).
+bool IsQuantScheme(const std::string& scheme);
+
+struct QuantRecipeOptions {
+  std::string scheme = "w8a16";   // w8a16 | w4a16 (w8a8 | w4a8: kUnsupported for now)
+  uint32_t group_size = 128;      // int4 group along the input dim (falls back to a divisor)
+  bool keep_lm_head = false;      // LM head (or tied embedding) stays f32
+  std::string layer_schemes;      // "0-2:w4a16,3-5:w8a16"; layers not named use `scheme`
+  int head_bits = 0;              // embedding + LM head: 8 or 4; 0 = the scheme's weight bits
+  uint32_t head_group_size = 0;   // int4 group of embedding + LM head; 0 = group_size
+  bool small_tensors_f16 = true;  // norms, conv, A_log, D, dt bias stored f16 (false: f32)
+  bool rtn = false;               // int4: plain absmax RTN instead of the least-squares scale search
+};
+
+// Parses "a-b:scheme,c:scheme" into one scheme name per layer (default for
+// unnamed layers). kInvalidArgument names the bad piece.
+Result<std::vector<std::string>> ParseLayerSchemes(const std::string& spec, int64_t n_layer,
+                                                   const std::string& default_scheme);
+
+// Casts every float tensor to f32 (small tensors: norms, conv, A_log, D stay
+// f32), quantizes the weights as the scheme says and records quant.scheme,
+// quant.recipe, quant.group_size and quant.rounding in model.extra.
+Status ApplyQuantRecipe(Model& model, const QuantRecipeOptions& opts);
+
+}  // namespace ssmq

@@ -1,0 +1,298 @@
+// Weight-only quantization (w8a16 / w4a16): the Q8/Q4 matmul kernels against
+// a dequantize-then-multiply reference (scalar and AVX2), the convert
+// recipe, and both fixture models end to end through a written .ssmq file
+// with their validation perplexity pinned.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <filesystem>
+#include <map>
+#include <memory>
+#include <ostream>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "convert/hf_import.h"
+#include "convert/quantize_weights.h"
+#include "convert/recipe.h"
+#include "format/quant.h"
+#include "model/model_io.h"
+#include "runtime_cpu/quant_matmul.h"
+#include "runtime_cpu/runtime.h"
+#include "runtime_cpu/weight.h"
+#include "tests/test_util.h"
+#include "tokenizer/tokenizer.h"
+
+namespace ssmq {
+namespace {
+
+using testing::FixtureModelDir;
+using testing::FixturesDir;
+using testing::MakeTempDir;
+using testing::ReadFileText;
+
+std::vector<float> RandomVector(size_t n, uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  std::normal_distribution<float> d(0.0f, 1.0f);
+  std::vector<float> v(n);
+  for (float& x : v) x = d(rng);
+  return v;
+}
+
+// A quantized matrix and its rt::Weight view.
+struct QuantMatrix {
+  QuantizedTensor q;
+  std::vector<float> dequantized;
+  rt::Weight w;
+};
+
+QuantMatrix MakeQuant(int64_t rows, int64_t cols, bool q4, uint32_t group, bool zero_point,
+                      uint64_t seed) {
+  QuantMatrix m;
+  const auto values = RandomVector(rows * cols, seed);
+  QuantInfo info;
+  info.granularity = group ? ScaleGranularity::kPerGroup : ScaleGranularity::kPerChannel;
+  info.group_size = group;
+  info.has_zero_point = zero_point;
+  auto q = q4 ? QuantizeQ4(values, rows, cols, info) : QuantizeQ8(values, rows, cols, info);
+  EXPECT_TRUE(q.ok()) << q.status().ToString();
+  m.q = std::move(q).value();
+  m.dequantized.resize(rows * cols);
+  Status st = q4 ? DequantizeQ4(m.q.codes, m.q.scales, m.q.zeros, rows, cols, info, m.dequantized)
+                 : DequantizeQ8(m.q.codes, m.q.scales, rows, cols, info, m.dequantized);
+  EXPECT_TRUE(st.ok()) << st.ToString();
+  m.w.rows = rows;
+  m.w.cols = cols;
+  m.w.format = q4 ? rt::WeightFormat::kQ4 : rt::WeightFormat::kQ8;
+  m.w.codes = m.q.codes.data();
+  m.w.scales = m.q.scales.data();
+  m.w.zeros = zero_point ? m.q.zeros.data() : nullptr;
+  m.w.group_size = group ? group : cols;
+  return m;
+}
+
+// y[t][r] = sum_c deq[r][c] * x[t][c] + bias[r], in double.
+std::vector<double> Reference(const std::vector<float>& deq, int64_t rows, int64_t cols,
+                              const std::vector<float>& x, int64_t tokens,
+                              const std::vector<float>& bias) {
+  std::vector<double> y(tokens * rows);
+  for (int64_t t = 0; t < tokens; ++t)
+    for (int64_t r = 0; r < rows; ++r) {
+      double acc = bias[r];
+      for (int64_t c = 0; c < cols; ++c) acc += double(deq[r * cols + c]) * x[t * cols + c];
+      y[t * rows + r] = acc;
+    }
+  return y;
+}
+
+struct KernelCase {
+  int64_t rows, cols;
+  bool q4;
+  uint32_t group;  // 0 = per channel
+  bool zero_point;
+};
+
+class QuantKernels : public ::testing::TestWithParam<KernelCase> {};
+
+// Every kernel (scalar, AVX2 when the CPU has it, and MatMul's dispatch with
+// 1 and 2 threads) equals dequantize-then-multiply to f32 summation error.
+TEST_P(QuantKernels, MatchDequantizedReference) {
+  const KernelCase c = GetParam();
+  const int64_t tokens = 70;  // > one 64-token block, not a multiple of 4
+  QuantMatrix m = MakeQuant(c.rows, c.cols, c.q4, c.group, c.zero_point, 7);
+  const auto x = RandomVector(tokens * c.cols, 8);
+  const auto bias = RandomVector(c.rows, 9);
+  const auto want = Reference(m.dequantized, c.rows, c.cols, x, tokens, bias);
+  double scale = 0;
+  for (double v : want) scale = std::max(scale, std::fabs(v));
+  const double tol = 2e-6 * scale * std::sqrt(double(c.cols));
+
+  std::vector<rt::KernelIsa> isas = {rt::KernelIsa::kScalar};
+  if (rt::BestKernelIsa() == rt::KernelIsa::kAvx2) isas.push_back(rt::KernelIsa::kAvx2);
+  for (rt::KernelIsa isa : isas) {
+    auto kernel = rt::QuantKernel(m.w.format, isa);
+    ASSERT_NE(kernel, nullptr);
+    std::vector<float> y(tokens * c.rows, -1.0f);
+    kernel(m.w, 0, c.rows, bias.data(), x.data(), c.cols, tokens, y.data(), c.rows);
+    double worst = 0;
+    for (size_t i = 0; i < y.size(); ++i) worst = std::max(worst, std::fabs(y[i] - want[i]));
+    EXPECT_LE(worst, tol) << "isa " << static_cast<int>(isa);
+  }
+  rt::Weight b;
+  b.rows = c.rows, b.cols = 1, b.f32 = bias.data();
+  for (int threads : {1, 2}) {
+    const int64_t ys = c.rows + 3;  // strided output
+    std::vector<float> y(tokens * ys, -1.0f);
+    rt::MatMul(m.w, &b, x.data(), c.cols, tokens, y.data(), ys, threads);
+    double worst = 0;
+    for (int64_t t = 0; t < tokens; ++t)
+      for (int64_t r = 0; r < c.rows; ++r)
+        worst = std::max(worst, std::fabs(y[t * ys + r] - want[t * c.rows + r]));
+    EXPECT_LE(worst, tol) << threads << " threads";
+    EXPECT_EQ(y[ys - 1], -1.0f);  // padding untouched
+  }
+  // DequantizeRow reproduces the reference dequantizer exactly.
+  std::vector<float> row(c.cols);
+  for (int64_t r : {int64_t{0}, c.rows - 1}) {
+    rt::DequantizeRow(m.w, r, row.data());
+    for (int64_t i = 0; i < c.cols; ++i) ASSERT_EQ(row[i], m.dequantized[r * c.cols + i]);
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Shapes, QuantKernels,
+    ::testing::Values(KernelCase{37, 768, false, 0, false},   // q8 per channel
+                      KernelCase{19, 45, false, 0, false},    // q8, cols not a multiple of 8
+                      KernelCase{16, 100, false, 16, false},  // q8 per group with a tail
+                      KernelCase{33, 768, true, 128, false},  // q4 groups of 128
+                      KernelCase{21, 24, true, 24, false},    // q4 dt_proj-like: 16 + 8 tail
+                      KernelCase{18, 100, true, 32, false},   // q4 tail group of 4
+                      KernelCase{9, 64, true, 16, true}));    // q4 with zero points
+
+TEST(QuantRecipe, EffectiveGroupSizeFallsBackToEvenDivisor) {
+  EXPECT_EQ(EffectiveGroupSize(768, 128), 128u);
+  EXPECT_EQ(EffectiveGroupSize(24, 128), 24u);
+  EXPECT_EQ(EffectiveGroupSize(384, 128), 128u);
+  EXPECT_EQ(EffectiveGroupSize(1296, 128), 108u);
+  EXPECT_EQ(EffectiveGroupSize(250, 128), 50u);
+  EXPECT_EQ(EffectiveGroupSize(14, 128), 14u);
+}
+
+// The least-squares int4 scale search never does worse than plain RTN,
+// stores valid symmetric codes, and dequantizes by the spec formula.
+TEST(QuantRecipe, MinMseInt4BeatsRtnAndDequantizesBySpec) {
+  const int64_t rows = 24, cols = 200;
+  const auto x = RandomVector(rows * cols, 11);
+  QuantInfo info;
+  info.granularity = ScaleGranularity::kPerGroup;
+  info.group_size = 64;  // 3 full groups and a tail of 8
+  auto rtn = QuantizeQ4(x, rows, cols, info);
+  auto mse = QuantizeQ4MinMse(x, rows, cols, 64);
+  ASSERT_TRUE(rtn.ok() && mse.ok());
+  std::vector<float> a(rows * cols), b(rows * cols);
+  ASSERT_TRUE(DequantizeQ4(rtn->codes, rtn->scales, {}, rows, cols, info, a).ok());
+  ASSERT_TRUE(DequantizeQ4(mse->codes, mse->scales, {}, rows, cols, info, b).ok());
+  double err_rtn = 0, err_mse = 0;
+  for (size_t i = 0; i < x.size(); ++i) {
+    err_rtn += (x[i] - a[i]) * double(x[i] - a[i]);
+    err_mse += (x[i] - b[i]) * double(x[i] - b[i]);
+  }
+  std::printf("int4 g64 squared error: rtn %.4f, least-squares scales %.4f\n", err_rtn, err_mse);
+  EXPECT_LT(err_mse, 0.95 * err_rtn);
+  for (size_t j = 0; j < mse->scales.size(); ++j) EXPECT_LE(mse->scales[j], rtn->scales[j]);
+  // Unclipped elements are within s/2; clipped ones (alpha >= 0.7, so
+  // absmax <= 10 s) within absmax - 7 s <= 3 s.
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t c = 0; c < cols; ++c) {
+      const float s = mse->scales[r * 4 + c / 64];
+      EXPECT_LE(std::fabs(x[r * cols + c] - b[r * cols + c]), 3.0f * s + 1e-6f);
+    }
+}
+
+TEST(QuantRecipe, ParsesLayerSchemes) {
+  auto s = ParseLayerSchemes("0-2:w4a16,4:w8a16", 6, "w8a16");
+  ASSERT_TRUE(s.ok()) << s.status().ToString();
+  EXPECT_EQ(*s, (std::vector<std::string>{"w4a16", "w4a16", "w4a16", "w8a16", "w8a16", "w8a16"}));
+  EXPECT_EQ(ParseLayerSchemes("0-9:w4a16", 6, "w8a16").status().code(),
+            StatusCode::kInvalidArgument);
+  EXPECT_EQ(ParseLayerSchemes("0:w3a16", 6, "w8a16").status().code(),
+            StatusCode::kInvalidArgument);
+  EXPECT_EQ(ParseLayerSchemes("3-1:w4a16", 6, "w8a16").status().code(),
+            StatusCode::kInvalidArgument);
+}
+
+// ------------------------------------------------------------ end to end
+
+const std::string& ValText() {
+  static const std::string val = [] {
+    const std::string text = ReadFileText(FixturesDir() + "/data/tinyshakespeare.txt");
+    return text.substr(static_cast<size_t>(std::floor(0.9 * text.size())));  // ASCII file
+  }();
+  return val;
+}
+
+// Perplexity of `model` on the first `n_windows` val windows of 256 tokens.
+double ValPerplexity(const Model& model, int64_t n_windows) {
+  auto tok = Tokenizer::FromJson(model.tokenizer_json);
+  EXPECT_TRUE(tok.ok());
+  std::vector<int32_t> ids = (*tok)->Encode(ValText());
+  if (n_windows > 0 && static_cast<int64_t>(ids.size()) > n_windows * 256)
+    ids.resize(static_cast<size_t>(n_windows * 256));
+  auto rt = Runtime::Create(model, 2);
+  EXPECT_TRUE(rt.ok()) << rt.status().ToString();
+  auto r = EvaluatePerplexity(**rt, ids, 256, 8);
+  EXPECT_TRUE(r.ok()) << r.status().ToString();
+  return r.ok() ? r->perplexity : NAN;
+}
+
+struct SchemeCase {
+  std::string fixture;
+  std::string scheme;
+  double f32_ppl;    // measured on the same windows (pins the float path too)
+  double quant_ppl;  // measured
+  double max_rel_increase;  // the target of the issue
+};
+
+void PrintTo(const SchemeCase& c, std::ostream* os) { *os << c.fixture << " " << c.scheme; }
+void PrintTo(const KernelCase& c, std::ostream* os) {
+  *os << (c.q4 ? "q4 " : "q8 ") << c.rows << "x" << c.cols << " group " << c.group
+      << (c.zero_point ? " zero point" : "");
+}
+
+class QuantEndToEnd : public ::testing::TestWithParam<SchemeCase> {};
+
+// Converts the fixture with the recipe, writes and reloads the .ssmq (the
+// runtime then executes the q8/q4 tensors in place) and compares perplexity
+// with the f32 model on the first 24 val windows (6144 tokens, ~14% of val,
+// to keep the test fast; the full-val numbers are in the report and pinned
+// by nothing here).
+TEST_P(QuantEndToEnd, PerplexityWithinTarget) {
+  const SchemeCase c = GetParam();
+  constexpr int64_t kWindows = 24;
+  auto model = ImportHfDirectory(FixtureModelDir(c.fixture));
+  ASSERT_TRUE(model.ok()) << model.status().ToString();
+  ASSERT_TRUE(CastFloatTensors(*model, TensorType::kF32).ok());
+  const double f32 = ValPerplexity(*model, kWindows);
+
+  QuantRecipeOptions opts;
+  opts.scheme = c.scheme;
+  ASSERT_TRUE(ApplyQuantRecipe(*model, opts).ok());
+  const std::string path = MakeTempDir("quant_weight") + "/" + c.fixture + "-" + c.scheme + ".ssmq";
+  ASSERT_TRUE(SaveModel(*model, path).ok());
+  auto loaded = LoadModel(path);
+  ASSERT_TRUE(loaded.ok()) << loaded.status().ToString();
+  const ModelTensor* in_proj = loaded->Find("blk.0.ssm_in.weight");
+  ASSERT_NE(in_proj, nullptr);
+  EXPECT_EQ(in_proj->type, c.scheme == "w4a16" ? TensorType::kQ4 : TensorType::kQ8);
+  EXPECT_TRUE(TraitsOf(loaded->Find("token_embd.weight")->type).is_quantized);
+  EXPECT_EQ(*loaded->extra.GetString("quant.scheme"), c.scheme);
+  EXPECT_EQ(*loaded->extra.GetString("quant.rounding"), "nearest_even");
+  const double quant = ValPerplexity(*loaded, kWindows);
+  const double rel = quant / f32 - 1;
+  std::printf("[%s %s] f32 %.4f  quant %.4f  (%+.3f%%)  file %.2f MiB\n", c.fixture.c_str(),
+              c.scheme.c_str(), f32, quant, 100 * rel,
+              std::filesystem::file_size(path) / 1048576.0);
+  EXPECT_NEAR(f32, c.f32_ppl, 1e-3 * c.f32_ppl);
+  EXPECT_NEAR(quant, c.quant_ppl, 2e-3 * c.quant_ppl);
+  EXPECT_LE(rel, c.max_rel_increase);
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Fixtures, QuantEndToEnd,
+    // Measured (first 24 val windows; x86-64 AVX2, 2 threads). Full val, same
+    // recipe: mamba1 f32 72.2794, w8a16 72.3163 (+0.05%), w4a16 73.3218 (+1.44%);
+    // mamba2 f32 73.9904, w8a16 73.9720 (-0.02%), w4a16 76.0032 (+2.72%).
+    ::testing::Values(SchemeCase{"mamba1-tiny", "w8a16", 51.1571, 51.1874, 0.005},
+                      SchemeCase{"mamba1-tiny", "w4a16", 51.1571, 51.9601, 0.03},
+                      SchemeCase{"mamba2-tiny", "w8a16", 52.6749, 52.6575, 0.005},
+                      SchemeCase{"mamba2-tiny", "w4a16", 52.6749, 54.0345, 0.03}),
+    [](const auto& info) {
+      std::string n = info.param.fixture + "_" + info.param.scheme;
+      for (char& ch : n)
+        if (ch == '-') ch = '_';
+      return n;
+    });
+
+}  // namespace
+}  // namespace ssmq
