@@ -20,6 +20,11 @@ void Runtime::Impl::Mamba1Mixer(int l, int64_t batch, int64_t seq_len, float* co
 
   rt::MatMul(w.in_proj, &w.in_proj_bias, s.normed.data(), hp.d_model, T, s.proj.data(), ipd,
              n_threads);
+  if (observer) {
+    Observe(ObsSite::kInProjOutput, l, s.proj.data(), T, ipd, ipd);
+    Observe(ObsSite::kInProjX, l, s.proj.data(), T, di, ipd);
+    Observe(ObsSite::kInProjZ, l, s.proj.data() + di, T, di, ipd);
+  }
 
   // Channel blocks small enough to spread over threads, big enough to vectorize.
   constexpr int64_t kChannelBlock = 64;
@@ -34,8 +39,11 @@ void Runtime::Impl::Mamba1Mixer(int l, int64_t batch, int64_t seq_len, float* co
     }
   }
 
+  Observe(ObsSite::kConvOutX, l, s.conv_out.data(), T, di, di);
   rt::MatMul(w.x_proj, nullptr, s.conv_out.data(), di, T, s.dbc.data(), dbc_dim, n_threads);
+  Observe(ObsSite::kXProjOutput, l, s.dbc.data(), T, dbc_dim, dbc_dim);
   rt::MatMul(w.dt_proj, &w.dt_bias, s.dbc.data(), dbc_dim, T, s.dt.data(), di, n_threads);
+  Observe(ObsSite::kDtProjOutput, l, s.dt.data(), T, di, di);
   // softplus(dt) happens inside the scan.
 #pragma omp parallel for num_threads(nt) schedule(static) collapse(2)
   for (int64_t b = 0; b < batch; ++b) {
@@ -48,6 +56,7 @@ void Runtime::Impl::Mamba1Mixer(int l, int64_t batch, int64_t seq_len, float* co
     }
   }
 
+  OutProjInputTransform(l, s.y.data(), T);  // online Hadamard (when the file says) + observers
   rt::MatMul(w.out_proj, &w.out_proj_bias, s.y.data(), di, T, s.mixer_out.data(), hp.d_model,
              n_threads);
 }

@@ -24,6 +24,15 @@ void Runtime::Impl::Mamba2Mixer(int l, int64_t batch, int64_t seq_len, float* co
   // proj row: z [di], xBC [cd], dt [H]
   rt::MatMul(w.in_proj, &w.in_proj_bias, s.normed.data(), hp.d_model, T, s.proj.data(), ipd,
              n_threads);
+  if (observer) {
+    const int64_t gn = G * N;
+    Observe(ObsSite::kInProjOutput, l, s.proj.data(), T, ipd, ipd);
+    Observe(ObsSite::kInProjZ, l, s.proj.data(), T, di, ipd);
+    Observe(ObsSite::kInProjX, l, s.proj.data() + di, T, di, ipd);
+    Observe(ObsSite::kInProjB, l, s.proj.data() + 2 * di, T, gn, ipd);
+    Observe(ObsSite::kInProjC, l, s.proj.data() + 2 * di + gn, T, gn, ipd);
+    Observe(ObsSite::kInProjDt, l, s.proj.data() + 2 * di + 2 * gn, T, H, ipd);
+  }
 
   constexpr int64_t kChannelBlock = 64;
   const int64_t n_blocks = (cd + kChannelBlock - 1) / kChannelBlock;
@@ -36,6 +45,12 @@ void Runtime::Impl::Mamba2Mixer(int l, int64_t batch, int64_t seq_len, float* co
                          conv_b, conv_state + b * cd * (K - 1), s.conv_out.data() + b * L * cd,
                          cd);
     }
+  }
+
+  if (observer) {
+    Observe(ObsSite::kConvOutX, l, s.conv_out.data(), T, di, cd);
+    Observe(ObsSite::kConvOutB, l, s.conv_out.data() + di, T, G * N, cd);
+    Observe(ObsSite::kConvOutC, l, s.conv_out.data() + di + G * N, T, G * N, cd);
   }
 
   const bool clamp = !(hp.dt_limit_min == 0.0 && std::isinf(hp.dt_limit_max) &&
@@ -79,8 +94,10 @@ void Runtime::Impl::Mamba2Mixer(int l, int64_t batch, int64_t seq_len, float* co
     }
   }
 
+  Observe(ObsSite::kSsdOutput, l, s.y.data(), T, di, di);
   rt::GatedRmsNormRows(s.y.data(), di, s.proj.data(), ipd, T, di, hp.norm_group_size,
                        w.ssm_norm.f32, hp.norm_eps, s.gated.data(), di, n_threads);
+  OutProjInputTransform(l, s.gated.data(), T);  // online Hadamard (when the file says) + observers
   rt::MatMul(w.out_proj, &w.out_proj_bias, s.gated.data(), di, T, s.mixer_out.data(), hp.d_model,
              n_threads);
 }

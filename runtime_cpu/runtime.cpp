@@ -55,6 +55,17 @@ Status LoadLayer(const Model& m, const HParams& hp, int l, rt::LayerWeights& w) 
                                                  !hp.conv_bias));
   SSMQ_ASSIGN_OR_RETURN(w.out_proj, rt::LoadWeight(m, name("ssm_out.weight"), {dm, di}));
   SSMQ_ASSIGN_OR_RETURN(w.out_proj_bias, rt::LoadWeight(m, name("ssm_out.bias"), {dm}, true));
+  SSMQ_ASSIGN_OR_RETURN(const std::optional<HadamardKind> had,
+                        ReadHadamardDescriptor(m.extra, l, "ssm_out"));
+  if (had) {
+    if (had->size() != di) {
+      return Status(StatusCode::kBadConfig, "runtime: blk." + std::to_string(l) +
+                                                ".hadamard.ssm_out.size must equal d_inner " +
+                                                std::to_string(di));
+    }
+    w.has_out_proj_hadamard = true;
+    w.out_proj_hadamard = *had;
+  }
   rt::Weight a_log;
   if (hp.arch == Arch::kMamba1) {
     SSMQ_ASSIGN_OR_RETURN(w.x_proj,
@@ -105,6 +116,16 @@ Result<std::unique_ptr<Runtime>> Runtime::Create(const Model& model, int n_threa
 }
 
 const HParams& Runtime::hparams() const { return impl_->hp; }
+
+void Runtime::SetObserver(Observer* observer) { impl_->observer = observer; }
+
+void Runtime::Impl::OutProjInputTransform(int l, float* y, int64_t T) {
+  const int64_t di = hp.d_inner;
+  Observe(ObsSite::kSsmOutput, l, y, T, di, di);
+  const rt::LayerWeights& w = layers[l];
+  if (w.has_out_proj_hadamard) HadamardTransformRows(w.out_proj_hadamard, y, T, di, n_threads);
+  Observe(ObsSite::kOutProjInput, l, y, T, di, di);
+}
 
 RecurrentState Runtime::NewState(int64_t batch) const {
   RecurrentState s;
@@ -181,10 +202,16 @@ Status Runtime::Impl::Forward(std::span<const int32_t> tokens, int64_t batch, in
                     n_threads);
     float* conv_state = state.conv.data() + l * conv_per_layer;
     float* ssm_state = state.ssm.data() + l * ssm_per_layer;
+    Observe(ObsSite::kInProjInput, l, s.normed.data(), T, dm, dm);
     if (hp.arch == Arch::kMamba1) {
       Mamba1Mixer(l, batch, seq_len, conv_state, ssm_state);
     } else {
       Mamba2Mixer(l, batch, seq_len, conv_state, ssm_state, recurrent);
+    }
+    Observe(ObsSite::kOutProjOutput, l, s.mixer_out.data(), T, dm, dm);
+    if (!recurrent) {
+      const int64_t per_seq = static_cast<int64_t>(ssm_per_layer) / batch;
+      Observe(ObsSite::kSsmStateFinal, l, ssm_state, batch, per_seq, per_seq);
     }
     float* h = s.hidden.data();
     const float* o = s.mixer_out.data();
@@ -194,6 +221,7 @@ Status Runtime::Impl::Forward(std::span<const int32_t> tokens, int64_t batch, in
   }
   rt::RmsNormRows(s.hidden.data(), T, dm, output_norm.f32, hp.norm_eps, s.normed.data(),
                   n_threads);
+  Observe(ObsSite::kLmHeadInput, -1, s.normed.data(), T, dm, dm);
   logits.resize(static_cast<size_t>(T * hp.vocab_size));
   rt::MatMul(lm_head(), nullptr, s.normed.data(), dm, T, logits.data(), hp.vocab_size, n_threads);
   return Status::Ok();

@@ -15,6 +15,8 @@
 
 namespace ssmq {
 
+class Observer;  // runtime_cpu/observer.h
+
 // Recurrent state of one batch of sequences, all layers.
 //   conv: [n_layer][batch][conv_dim][d_conv-1]   (last d_conv-1 conv inputs, oldest first)
 //   ssm:  mamba1 [n_layer][batch][d_inner][d_state]
@@ -44,6 +46,10 @@ class Runtime {
 
   // One token per sequence: tokens [batch]; logits out [batch][vocab].
   Status Step(std::span<const int32_t> tokens, RecurrentState& state, std::vector<float>& logits);
+
+  // Attaches an observer called with the activations of every site
+  // (runtime_cpu/observer.h) during Prefill/Step; nullptr detaches. Not owned.
+  void SetObserver(Observer* observer);
 
   struct Impl;
  private:

@@ -1,12 +1,15 @@
 // Runtime internals shared by runtime.cpp and the two mixers.
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <vector>
 
 #include "format/status.h"
 #include "model/model.h"
+#include "runtime_cpu/hadamard.h"
 #include "runtime_cpu/kernels.h"
+#include "runtime_cpu/observer.h"
 #include "runtime_cpu/runtime.h"
 #include "runtime_cpu/weight.h"
 
@@ -28,6 +31,10 @@ struct LayerWeights {
   Weight ssm_norm;       // mamba2 [d_inner]
   Weight out_proj;       // [d_model, d_inner]
   Weight out_proj_bias;  // [d_model] (optional)
+  // Online Hadamard on the out_proj input (file descriptor blk.{i}.hadamard.ssm_out.*):
+  // out_proj is stored as W H^T, the runtime feeds it H y / sqrt(d_inner).
+  bool has_out_proj_hadamard = false;
+  HadamardKind out_proj_hadamard;
 };
 
 // Scratch buffers, grown on demand and never shrunk, so that Step does not
@@ -60,6 +67,26 @@ struct Runtime::Impl {
   rt::Weight output;       // [vocab, d_model] (absent when tied)
   std::vector<rt::LayerWeights> layers;
   rt::Scratch scratch;
+  Observer* observer = nullptr;     // not owned; nullptr: no observation, zero cost
+  std::vector<float> observe_copy;  // gathers strided sites for the observer
+
+  // Calls the observer (if any) with rows x cols values of row stride `stride`.
+  void Observe(ObsSite site, int l, const float* data, int64_t rows, int64_t cols,
+               int64_t stride) {
+    if (!observer) return;
+    if (stride == cols) {
+      observer->Observe(site, l, data, rows, cols);
+      return;
+    }
+    rt::Grow(observe_copy, static_cast<size_t>(rows * cols));
+    for (int64_t r = 0; r < rows; ++r) {
+      std::copy_n(data + r * stride, cols, observe_copy.data() + r * cols);
+    }
+    observer->Observe(site, l, observe_copy.data(), rows, cols);
+  }
+  // The online out_proj-input Hadamard of layer l on T rows of d_inner (stride d_inner),
+  // then the kSsmOutput / kOutProjInput observations around it.
+  void OutProjInputTransform(int l, float* y, int64_t T);
 
   const rt::Weight& lm_head() const { return hp.tied_embeddings ? token_embd : output; }
   size_t conv_floats_per_layer(int64_t batch) const {
