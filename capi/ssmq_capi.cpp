@@ -1,7 +1,7 @@
 // The C API (include/ssmq.h) over the C++ libraries. Every entry point
 // catches everything: no exception crosses the boundary; failures set the
 // thread's last error message and return a status code.
-#include "ssmq.h"
+#include "include/ssmq.h"
 
 #include <cstring>
 #include <memory>
@@ -45,6 +45,9 @@ ssmq_status Guard(F&& fn) {
 #define SSMQ_C_REQUIRE(cond, what) \
   if (!(cond)) return Fail(SSMQ_ERR_INVALID_ARGUMENT, what)
 
+}  // namespace
+
+namespace ssmq_capi_detail {
 // What a model handle and its contexts share.
 struct ModelData {
   std::vector<uint8_t> buffer;  // the bytes, when opened from memory
@@ -53,8 +56,8 @@ struct ModelData {
   std::unique_ptr<ssmq::Tokenizer> tokenizer;  // null when the model has none
   std::string arch;
 };
-
-}  // namespace
+}  // namespace ssmq_capi_detail
+using ssmq_capi_detail::ModelData;
 
 struct ssmq_model {
   std::shared_ptr<ModelData> data;
