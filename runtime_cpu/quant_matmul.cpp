@@ -7,6 +7,7 @@
 #include "runtime_cpu/quant_matmul.h"
 
 #include <algorithm>
+#include <cstring>
 
 #include "format/quant.h"
 
@@ -85,17 +86,27 @@ SSMQ_AVX2 inline __m256 LoadQ8x8(const int8_t* q) {
   return _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(b));
 }
 
-// 16 packed nibbles (8 bytes, element 2k in the low nibble of byte k) minus
-// z -> two vectors of 8 floats in element order.
-SSMQ_AVX2 inline void LoadQ4x16(const uint8_t* packed, __m128i zero, __m256* lo, __m256* hi) {
-  const __m128i bytes = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(packed));
-  const __m128i mask = _mm_set1_epi8(0x0F);
-  const __m128i low_nibbles = _mm_and_si128(bytes, mask);
-  const __m128i high_nibbles = _mm_and_si128(_mm_srli_epi16(bytes, 4), mask);
-  // Interleave: element 2k = low nibble of byte k, 2k+1 = high nibble.
-  const __m128i codes = _mm_sub_epi8(_mm_unpacklo_epi8(low_nibbles, high_nibbles), zero);
-  *lo = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(codes));
-  *hi = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(codes, 8)));
+// 8 packed nibbles (4 bytes, element 2k in the low nibble of byte k, i.e.
+// element i in bits 4i..4i+3 of the little-endian 32-bit word) minus z ->
+// 8 floats. Each lane shifts the broadcast word by 4i and masks its nibble;
+// OR-ing 0x4B000000 makes the float 2^23 + code exactly, and subtracting
+// 2^23 + z leaves code - z exactly. Avoids the shuffle port (no unpack or
+// sign extension), which the straightforward unpack saturates in decode.
+struct Q4Unpacker {
+  __m256i shifts, mask, magic;
+  __m256 offset;
+};
+
+SSMQ_AVX2 inline Q4Unpacker MakeQ4Unpacker(int z) {
+  return {_mm256_setr_epi32(0, 4, 8, 12, 16, 20, 24, 28), _mm256_set1_epi32(0xF),
+          _mm256_set1_epi32(0x4B000000), _mm256_set1_ps(8388608.0f + static_cast<float>(z))};
+}
+
+SSMQ_AVX2 inline __m256 LoadQ4x8(const uint8_t* packed, const Q4Unpacker& u) {
+  int32_t word;
+  std::memcpy(&word, packed, 4);
+  const __m256i v = _mm256_and_si256(_mm256_srlv_epi32(_mm256_set1_epi32(word), u.shifts), u.mask);
+  return _mm256_sub_ps(_mm256_castsi256_ps(_mm256_or_si256(v, u.magic)), u.offset);
 }
 
 // One weight row against NT (1..4) tokens.
@@ -108,24 +119,33 @@ SSMQ_AVX2 void RowTile(const Weight& w, int64_t r, const float* const* xs, float
   for (int k = 0; k < NT; ++k) acc[k] = _mm256_setzero_ps(), tail[k] = 0.0f;
   for (int64_t g = 0; g < ng; ++g) {
     const int64_t c0 = g * G, c1 = std::min(cols, c0 + G);
-    __m256 gacc[NT];
-    for (int k = 0; k < NT; ++k) gacc[k] = _mm256_setzero_ps();
+    // Two accumulator chains per token so that a single token (decode) is
+    // not bound by the FMA latency of one dependency chain.
+    __m256 gacc[NT], gacc2[NT];
+    for (int k = 0; k < NT; ++k) gacc[k] = _mm256_setzero_ps(), gacc2[k] = _mm256_setzero_ps();
     int64_t c = c0;
     int z = 0;
     if constexpr (kQ4) {
       z = Q4Zero(w, r * ng + g);
       const uint8_t* q = w.codes + r * (cols / 2);
-      const __m128i zero = _mm_set1_epi8(static_cast<char>(z));
+      const Q4Unpacker unpack = MakeQ4Unpacker(z);
       for (; c + 16 <= c1; c += 16) {  // c0 is even (G and cols are), so c/2 is exact
-        __m256 lo, hi;
-        LoadQ4x16(q + c / 2, zero, &lo, &hi);
+        const __m256 lo = LoadQ4x8(q + c / 2, unpack);
+        const __m256 hi = LoadQ4x8(q + c / 2 + 4, unpack);
         for (int k = 0; k < NT; ++k) {
           gacc[k] = _mm256_fmadd_ps(lo, _mm256_loadu_ps(xs[k] + c), gacc[k]);
-          gacc[k] = _mm256_fmadd_ps(hi, _mm256_loadu_ps(xs[k] + c + 8), gacc[k]);
+          gacc2[k] = _mm256_fmadd_ps(hi, _mm256_loadu_ps(xs[k] + c + 8), gacc2[k]);
         }
       }
     } else {
       const int8_t* q = reinterpret_cast<const int8_t*>(w.codes) + r * cols;
+      for (; c + 16 <= c1; c += 16) {
+        const __m256 w0 = LoadQ8x8(q + c), w1 = LoadQ8x8(q + c + 8);
+        for (int k = 0; k < NT; ++k) {
+          gacc[k] = _mm256_fmadd_ps(w0, _mm256_loadu_ps(xs[k] + c), gacc[k]);
+          gacc2[k] = _mm256_fmadd_ps(w1, _mm256_loadu_ps(xs[k] + c + 8), gacc2[k]);
+        }
+      }
       for (; c + 8 <= c1; c += 8) {
         const __m256 wv = LoadQ8x8(q + c);
         for (int k = 0; k < NT; ++k)
@@ -133,7 +153,8 @@ SSMQ_AVX2 void RowTile(const Weight& w, int64_t r, const float* const* xs, float
       }
     }
     const __m256 sv = _mm256_set1_ps(s[g]);
-    for (int k = 0; k < NT; ++k) acc[k] = _mm256_fmadd_ps(gacc[k], sv, acc[k]);
+    for (int k = 0; k < NT; ++k)
+      acc[k] = _mm256_fmadd_ps(_mm256_add_ps(gacc[k], gacc2[k]), sv, acc[k]);
     if (c < c1) {  // group tail shorter than one vector step
       for (int k = 0; k < NT; ++k) {
         float part = 0;
