@@ -267,7 +267,9 @@ TEST(GgufImport, Mamba1PerplexityAndGreedyMatchReference) {
   std::printf("mamba1-tiny-f16.gguf val perplexity %.4f (%s %.4f)\n", ppl, FullEval() ? "reference" : "hf f32, quick", want);
   EXPECT_TRUE(std::isfinite(ppl));
   EXPECT_NEAR(ppl, want, want * 0.005);
-  if (FullEval()) EXPECT_EQ(scored, 43350);
+  if (FullEval()) {
+    EXPECT_EQ(scored, 43350);
+  }
   const auto prompt = ref["greedy"]["prompt_ids"].get<std::vector<int32_t>>();
   EXPECT_EQ(GreedyIds(g, prompt, ref["greedy"]["max_new_tokens"]), ref["greedy"]["ids"].get<std::vector<int32_t>>());
 }
@@ -567,6 +569,24 @@ TEST(GgufReader, BrokenFilesGiveTypedErrors) {
   EXPECT_EQ(ParseCode(bad), StatusCode::kDuplicateTensor);
   bad = good; Poke<uint64_t>(bad, ta + 8 + 1 + 4, uint64_t{1} << 40);  // ne overflow-ish / out of file
   EXPECT_NE(ParseCode(bad), StatusCode::kOk);
+}
+
+TEST(GgufReader, DuplicateKeysAndBadBools) {
+  gguf::GgufWriter w;
+  w.SetString("general.aaaa", "x");
+  w.SetBool("general.bbbb", true);
+  std::vector<uint8_t> good = *w.WriteBuffer();
+  ASSERT_EQ(ParseCode(good), StatusCode::kOk);
+  auto bad = good;
+  const std::string second = "general.bbbb";
+  auto it = std::search(bad.begin(), bad.end(), second.begin(), second.end());
+  ASSERT_NE(it, bad.end());
+  const size_t at = static_cast<size_t>(it - bad.begin());
+  std::memcpy(bad.data() + at, "general.aaaa", 12);
+  EXPECT_EQ(ParseCode(bad), StatusCode::kDuplicateKey);
+  bad = good;
+  bad[at + 12 + 4] = 2;  // the bool's byte
+  EXPECT_EQ(ParseCode(bad), StatusCode::kBadMetadata);
 }
 
 TEST(GgufImport, InconsistentShapesAndUnknownTensorsAreTypedErrors) {
