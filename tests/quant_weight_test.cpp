@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "convert/hf_import.h"
+#include "convert/quantize_validate.h"
 #include "convert/quantize_weights.h"
 #include "convert/recipe.h"
 #include "format/quant.h"
@@ -293,6 +294,50 @@ INSTANTIATE_TEST_SUITE_P(
         if (ch == '-') ch = '_';
       return n;
     });
+
+TEST(QuantValidate, SqnrMatchesDefinition) {
+  const std::vector<float> x = {1, -2, 3, 4}, y = {1, -2, 3, 3.5};
+  EXPECT_NEAR(Sqnr(x, y), 10 * std::log10(30.0 / 0.25), 1e-9);
+  EXPECT_TRUE(std::isinf(Sqnr(x, x)));
+}
+
+// The report of `ssmq validate` for mamba2-tiny w8a16 on 2 val windows.
+TEST(QuantValidate, ReportsWeightActivationAndLogitAccuracy) {
+  auto ref = ImportHfDirectory(FixtureModelDir("mamba2-tiny"));
+  ASSERT_TRUE(ref.ok());
+  ASSERT_TRUE(CastFloatTensors(*ref, TensorType::kF32).ok());
+  Model quant = *ref;
+  QuantRecipeOptions opts;
+  opts.scheme = "w8a16";
+  ASSERT_TRUE(ApplyQuantRecipe(quant, opts).ok());
+  auto tok = Tokenizer::FromJson(ref->tokenizer_json);
+  ASSERT_TRUE(tok.ok());
+  const std::vector<int32_t> ids = (*tok)->Encode(ValText());
+  ValidationOptions v;
+  v.activation_windows = 2;
+  v.ppl_windows = 2;
+  v.n_threads = 2;
+  auto r = ValidateQuantized(quant, *ref, ids, v);
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  ASSERT_EQ(r->layers.size(), 6u);
+  for (const LayerSqnr& l : r->layers) {
+    EXPECT_GT(l.mixer_output_sqnr_db, 30.0) << "layer " << l.layer;  // measured 35-39 dB
+  }
+  bool saw_in_proj = false;
+  for (const TensorSqnr& t : r->weights) {
+    if (t.name == "blk.0.ssm_in.weight") {
+      saw_in_proj = true;
+      EXPECT_EQ(t.quant_type, "q8");
+      EXPECT_GT(t.sqnr_db, 35.0);  // int8 per channel on Gaussian-like rows: ~38-40 dB
+      EXPECT_LT(t.sqnr_db, 45.0);
+    }
+  }
+  EXPECT_TRUE(saw_in_proj);
+  EXPECT_LT(r->logits_kl, 0.002);     // measured 0.0003 on 4 windows
+  EXPECT_GT(r->top1_agreement, 0.95);  // measured 0.98
+  EXPECT_EQ(r->tokens_scored, 2 * 255);
+  EXPECT_LT(std::fabs(r->ppl_rel_delta()), 0.005);
+}
 
 }  // namespace
 }  // namespace ssmq
