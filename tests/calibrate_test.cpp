@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <cstdio>
 #include <map>
 #include <string>
 #include <vector>
@@ -194,23 +195,37 @@ TEST_P(CalibrateFixture, StatisticsMatchBruteForceOnOneWindow) {
 }
 
 // The default calibration (32 windows of 256 tokens), timed.
+#if defined(__SANITIZE_ADDRESS__)
+constexpr bool kSanitized = true;  // 3-5x slower: time fewer windows, no time bound
+#else
+constexpr bool kSanitized = false;
+#endif
+
 TEST_P(CalibrateFixture, DefaultCalibrationIsFast) {
   const Model& m = Fixture(GetParam());
+  CalibOptions opts;
+  // The full default on mamba1-tiny (the slower fixture: the forward pass
+  // dominates); mamba2-tiny with 8 windows to keep this executable short
+  // (its full default measured 9-15 s on 2 loaded cores).
+  if (kSanitized || GetParam() != "mamba1-tiny") opts.samples = 8;
   const auto t0 = std::chrono::steady_clock::now();
   int64_t last = 0;
-  auto calib = Calibrate(m, Text(), CalibOptions{}, [&](int64_t done, int64_t total) {
-    EXPECT_EQ(total, 32);
+  auto calib = Calibrate(m, Text(), opts, [&](int64_t done, int64_t total) {
+    EXPECT_EQ(total, opts.samples);
     EXPECT_GT(done, last);
     last = done;
   });
   const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   ASSERT_TRUE(calib.ok()) << calib.status().ToString();
-  EXPECT_EQ(last, 32);
-  std::printf("[%s] default calibration (32 x 256): %.2f s; conv_out_x[0] absmax %.4g p%.4g %.4g\n",
-              GetParam().c_str(), secs, calib->Find(ObsSite::kConvOutX, 0)->absmax, 99.95,
+  EXPECT_EQ(last, opts.samples);
+  std::printf("[%s] calibration (%lld x 256): %.2f s; conv_out_x[0] absmax %.4g p%.4g %.4g\n",
+              GetParam().c_str(), static_cast<long long>(opts.samples), secs,
+              calib->Find(ObsSite::kConvOutX, 0)->absmax, 99.95,
               calib->Find(ObsSite::kConvOutX, 0)->percentile_ema);
-  EXPECT_EQ(calib->Find(ObsSite::kConvOutX, 0)->samples_seen, 32);
-  EXPECT_LT(secs, 60.0);
+  EXPECT_EQ(calib->Find(ObsSite::kConvOutX, 0)->samples_seen, opts.samples);
+  if (!kSanitized) {
+    EXPECT_LT(secs, 60.0);
+  }
 }
 
 INSTANTIATE_TEST_SUITE_P(Fixtures, CalibrateFixture, ::testing::Values("mamba1-tiny", "mamba2-tiny"));
