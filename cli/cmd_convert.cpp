@@ -1,4 +1,5 @@
-// ssmq convert SRC -o OUT.ssmq --scheme f32|f16|bf16 [--mamba2-norm full|grouped] [--zstd]
+// ssmq convert SRC -o OUT.ssmq --scheme f32|f16|bf16|w8a16|w4a16 [--group-size G] [--keep-lm-head]
+//   [--layer-schemes "0-2:w4a16,3-5:w8a16"] [--mamba2-norm full|grouped] [--zstd]
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
