@@ -38,7 +38,7 @@ SSMQ_HOT void GatedRmsNormRow(const float* y, const float* z, int64_t dim, int64
 void RmsNormRows(const float* x, int64_t n_rows, int64_t dim, const float* weight, double eps,
                  float* out, int n_threads) {
   const int nt = ThreadCount(n_threads);
-#pragma omp parallel for num_threads(nt) schedule(static) if (n_rows > 1 && nt > 1)
+#pragma omp parallel for num_threads(nt) schedule(static) if (n_rows > 1 && WorthThreads(4 * n_rows * dim, nt))
   for (int64_t r = 0; r < n_rows; ++r) {
     RmsNormRow(x + r * dim, dim, weight, static_cast<float>(eps), out + r * dim);
   }
@@ -48,7 +48,7 @@ void GatedRmsNormRows(const float* y, int64_t y_stride, const float* z, int64_t 
                       int64_t n_rows, int64_t dim, int64_t group, const float* weight,
                       double eps, float* out, int64_t out_stride, int n_threads) {
   const int nt = ThreadCount(n_threads);
-#pragma omp parallel for num_threads(nt) schedule(static) if (n_rows > 1 && nt > 1)
+#pragma omp parallel for num_threads(nt) schedule(static) if (n_rows > 1 && WorthThreads(8 * n_rows * dim, nt))
   for (int64_t r = 0; r < n_rows; ++r) {
     GatedRmsNormRow(y + r * y_stride, z + r * z_stride, dim, group, weight,
                     static_cast<float>(eps), out + r * out_stride);

@@ -30,7 +30,7 @@ void Runtime::Impl::Mamba1Mixer(int l, int64_t batch, int64_t seq_len, float* co
   constexpr int64_t kChannelBlock = 64;
   const int64_t n_blocks = (di + kChannelBlock - 1) / kChannelBlock;
   const float* conv_b = w.conv_b.present() ? w.conv_b.f32 : nullptr;
-#pragma omp parallel for num_threads(nt) schedule(static) collapse(2)
+#pragma omp parallel for num_threads(nt) schedule(static) collapse(2) if (rt::WorthThreads(4 * T * di * K, nt))
   for (int64_t b = 0; b < batch; ++b) {
     for (int64_t blk = 0; blk < n_blocks; ++blk) {
       const int64_t c0 = blk * kChannelBlock, c1 = std::min(di, c0 + kChannelBlock);
@@ -45,7 +45,7 @@ void Runtime::Impl::Mamba1Mixer(int l, int64_t batch, int64_t seq_len, float* co
   rt::MatMul(w.dt_proj, &w.dt_bias, s.dbc.data(), dbc_dim, T, s.dt.data(), di, n_threads);
   Observe(ObsSite::kDtProjOutput, l, s.dt.data(), T, di, di);
   // softplus(dt) happens inside the scan.
-#pragma omp parallel for num_threads(nt) schedule(static) collapse(2)
+#pragma omp parallel for num_threads(nt) schedule(static) collapse(2) if (rt::WorthThreads(8 * T * di * N, nt))
   for (int64_t b = 0; b < batch; ++b) {
     for (int64_t blk = 0; blk < n_blocks; ++blk) {
       const int64_t d0 = blk * kChannelBlock, d1 = std::min(di, d0 + kChannelBlock);

@@ -37,7 +37,7 @@ void Runtime::Impl::Mamba2Mixer(int l, int64_t batch, int64_t seq_len, float* co
   constexpr int64_t kChannelBlock = 64;
   const int64_t n_blocks = (cd + kChannelBlock - 1) / kChannelBlock;
   const float* conv_b = w.conv_b.present() ? w.conv_b.f32 : nullptr;
-#pragma omp parallel for num_threads(nt) schedule(static) collapse(2)
+#pragma omp parallel for num_threads(nt) schedule(static) collapse(2) if (rt::WorthThreads(4 * T * cd * K, nt))
   for (int64_t b = 0; b < batch; ++b) {
     for (int64_t blk = 0; blk < n_blocks; ++blk) {
       const int64_t c0 = blk * kChannelBlock, c1 = std::min(cd, c0 + kChannelBlock);
@@ -70,7 +70,7 @@ void Runtime::Impl::Mamba2Mixer(int l, int64_t batch, int64_t seq_len, float* co
   const int64_t state_per_seq = H * P * N;
   if (recurrent) {
     // seq_len == 1: rows are sequences.
-#pragma omp parallel for num_threads(nt) schedule(static) collapse(2) if (batch * H > 1 && nt > 1)
+#pragma omp parallel for num_threads(nt) schedule(static) collapse(2) if (batch * H > 1 && rt::WorthThreads(4 * batch * H * P * N, nt))
     for (int64_t b = 0; b < batch; ++b) {
       for (int64_t h = 0; h < H; ++h) {
         const int64_t g = h / dims.heads_per_group();
@@ -82,7 +82,7 @@ void Runtime::Impl::Mamba2Mixer(int l, int64_t batch, int64_t seq_len, float* co
     }
   } else {
     const int64_t per_thread = rt::Mamba2ChunkScratchFloats(hp.chunk_size);
-#pragma omp parallel for num_threads(nt) schedule(dynamic) collapse(2)
+#pragma omp parallel for num_threads(nt) schedule(dynamic) collapse(2) if (batch * G > 1 && rt::WorthThreads(4 * T * H * P * N, nt))
     for (int64_t b = 0; b < batch; ++b) {
       for (int64_t g = 0; g < G; ++g) {
         float* scratch_slice = s.per_thread.data() + omp_get_thread_num() * per_thread;

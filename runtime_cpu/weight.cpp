@@ -206,7 +206,7 @@ void MatMul(const Weight& w, const Weight* bias, const float* x, int64_t x_strid
     const int64_t tn = std::min(kTokenBlock, n_tokens - t0);
     const float* xb = x + t0 * x_stride;
     float* yb = y + t0 * y_stride;
-#pragma omp parallel for num_threads(nt) schedule(static) if (n_chunks > 1 && nt > 1)
+#pragma omp parallel for num_threads(nt) schedule(static) if (n_chunks > 1 && WorthThreads(tn * w.rows * w.cols, nt))
     for (int64_t ch = 0; ch < n_chunks; ++ch) {
       const int64_t r0 = ch * kRowChunk;
       const int64_t r1 = std::min(w.rows, r0 + kRowChunk);

@@ -63,4 +63,13 @@ void MatMul(const Weight& w, const Weight* bias, const float* x, int64_t x_strid
 // OpenMP thread count for a parallel region (n <= 0: omp_get_max_threads()).
 int ThreadCount(int n_threads);
 
+// Whether a region of `work` multiply-adds (or comparable element operations)
+// is worth a team of threads. Below ~1M the fork/join barrier costs more than
+// it saves, and on a busy machine a descheduled thread at the barrier can
+// cost milliseconds: tiny models and batch-1 decoding stay on one thread.
+inline constexpr int64_t kMinParallelWork = int64_t{1} << 20;
+inline bool WorthThreads(int64_t work, int n_threads) {
+  return n_threads > 1 && work >= kMinParallelWork;
+}
+
 }  // namespace ssmq::rt

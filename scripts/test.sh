@@ -15,4 +15,8 @@ for preset in "${presets[@]}"; do
   cmake --build --preset "$preset" -j2
   echo "=== $preset: tests ==="
   ctest --preset "$preset"
+  if [ "$preset" = release ]; then
+    echo "=== release: C API example against the installed package ==="
+    bash scripts/test_capi_example.sh build/release
+  fi
 done

@@ -1,11 +1,9 @@
 // The C API (include/ssmq.h) against the C++ libraries: open (path and
 // memory), metadata, tensors (raw bytes and f32), tokenizer, context feed /
 // logits / greedy, state save/restore/reset, and typed errors.
-//
-// The test executables link the static libraries only, so the C API's one
-// source file is compiled into this test directly (the shared library build
-// of the same file is exercised by scripts/test_capi_example.sh).
-#include "capi/ssmq_capi.cpp"  // NOLINT: see above
+// It links the shared library libssmq (tests/CMakeLists.txt), so it sees
+// exactly the exported C symbols another runtime sees.
+#include "include/ssmq.h"
 
 #include <gtest/gtest.h>
 

@@ -25,3 +25,15 @@ void WriteFileBytes(const std::string& path, const std::vector<uint8_t>& bytes);
 int RunCommand(const std::string& cmd, std::string* stdout_text);
 
 }  // namespace ssmq::testing
+
+namespace ssmq::testing {
+// False in sanitizer builds (ASan/UBSan run 5-20x slower): tests that score
+// the whole validation split skip there, the release build runs them.
+inline bool HeavyTestsEnabled() {
+#if defined(__SANITIZE_ADDRESS__)
+  return false;
+#else
+  return true;
+#endif
+}
+}  // namespace ssmq::testing
