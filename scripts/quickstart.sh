@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The main job on the bundled mamba2-tiny: set up, build, convert -> inspect
-# -> generate -> report accuracy against the transformers reference.
+# -> generate -> report accuracy against the transformers reference, with
+# weight-quantized files (w8a16, w4a16) beside the float one.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install_deps.sh
@@ -12,17 +13,26 @@ ref=tests/fixtures/reference/mamba2-tiny
 text=tests/fixtures/data/tinyshakespeare.txt
 mkdir -p out
 
-echo; echo "== convert (Hugging Face bf16 checkpoint -> .ssmq f32 and f16) =="
+echo; echo "== convert (Hugging Face bf16 checkpoint -> .ssmq) =="
 $ssmq convert "$model" -o out/mamba2-tiny-f32.ssmq --scheme f32
 $ssmq convert "$model" -o out/mamba2-tiny-f16.ssmq --scheme f16
+$ssmq convert "$model" -o out/mamba2-tiny-w8a16.ssmq --scheme w8a16
+$ssmq convert "$model" -o out/mamba2-tiny-w4a16.ssmq --scheme w4a16
 
 echo; echo "== inspect =="
-$ssmq inspect out/mamba2-tiny-f32.ssmq
+$ssmq inspect out/mamba2-tiny-w4a16.ssmq
+$ssmq inspect out/mamba2-tiny-w4a16.ssmq --validate
 
-echo; echo "== generate (greedy, 48 tokens) =="
+echo; echo "== generate (greedy, 48 tokens; the transformers reference continues identically) =="
 $ssmq run out/mamba2-tiny-f32.ssmq -p $'ROMEO:\n' -n 48 --greedy
+echo "-- w4a16:"
+$ssmq run out/mamba2-tiny-w4a16.ssmq -p $'ROMEO:\n' -n 48 --greedy
 
-echo; echo "== accuracy against transformers (reference logits, perplexity 73.9905) =="
+echo; echo "== accuracy =="
+echo "logits against transformers (max_abs_diff, top1_agreement):"
 $ssmq eval out/mamba2-tiny-f32.ssmq --ref "$ref/ref.safetensors"
-echo -n "f32: "; $ssmq eval out/mamba2-tiny-f32.ssmq --text "$text"
-echo -n "f16: "; $ssmq eval out/mamba2-tiny-f16.ssmq --text "$text"
+echo "validation perplexity (transformers reference: 73.9905):"
+for scheme in f32 f16 w8a16 w4a16; do
+  printf '%-6s %8s bytes  ' "$scheme" "$(stat -c %s out/mamba2-tiny-$scheme.ssmq)"
+  $ssmq eval out/mamba2-tiny-$scheme.ssmq --text "$text"
+done
