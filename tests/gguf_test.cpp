@@ -245,7 +245,8 @@ TEST(GgufImport, SynthesizedTokenizerEncodesLikeTheOriginal) {
     ASSERT_TRUE(synth.ok()) << synth.status().ToString();
     auto orig = Tokenizer::FromJson(testing::ReadFileText(FixtureModelDir(name) + "/tokenizer.json"));
     ASSERT_TRUE(orig.ok());
-    for (const auto& v : RefJson(name)["tokenizer_vectors"]) {
+    const auto ref = RefJson(name);  // keep the document alive while iterating it
+    for (const auto& v : ref["tokenizer_vectors"]) {
       const std::string text = v["text"];
       EXPECT_EQ((*synth)->Encode(text), v["ids"].get<std::vector<int32_t>>()) << text;
     }
