@@ -25,17 +25,7 @@ namespace {
 using testing::FixtureModelDir;
 using testing::FixturesDir;
 
-const Model& Fixture(const std::string& name) {
-  static std::map<std::string, Model> cache;
-  auto it = cache.find(name);
-  if (it != cache.end()) return it->second;
-  auto model = ImportHfDirectory(FixtureModelDir(name));
-  if (!model.ok()) {
-    ADD_FAILURE() << model.status().ToString();
-    std::abort();
-  }
-  return cache.emplace(name, std::move(model).value()).first->second;
-}
+const Model& Fixture(const std::string& name) { return testing::FixtureModel(name); }
 
 const std::string& Text() {
   static const std::string text = testing::ReadFileText(FixturesDir() + "/data/tinyshakespeare.txt");

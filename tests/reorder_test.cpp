@@ -38,18 +38,7 @@ Model Import(const std::string& name, std::optional<NormGrouping> norm = std::nu
   return std::move(model).value();
 }
 
-std::vector<int32_t> RefIds(const std::string& name) {
-  auto st = SafetensorsFile::Open(FixtureReferenceDir(name) + "/ref.safetensors");
-  if (!st.ok()) std::abort();
-  const SafetensorsTensor* ids = (*st)->Find("input_ids");
-  std::vector<int32_t> out;
-  for (size_t i = 0; i < ids->data.size() / 8; ++i) {
-    int64_t v;
-    std::memcpy(&v, ids->data.data() + 8 * i, 8);
-    out.push_back(static_cast<int32_t>(v));
-  }
-  return out;
-}
+std::vector<int32_t> RefIds(const std::string& name) { return testing::ReferenceInputIds(name); }
 
 std::vector<float> Logits(const Model& m, const std::vector<int32_t>& ids) {
   auto rt = Runtime::Create(m, 2);

@@ -26,31 +26,9 @@ namespace {
 using testing::FixtureModelDir;
 using testing::FixtureReferenceDir;
 
-const Model& Fixture(const std::string& name) {
-  static std::map<std::string, Model> cache;
-  auto it = cache.find(name);
-  if (it != cache.end()) return it->second;
-  auto model = ImportHfDirectory(FixtureModelDir(name));
-  if (!model.ok()) {
-    ADD_FAILURE() << model.status().ToString();
-    std::abort();
-  }
-  return cache.emplace(name, std::move(model).value()).first->second;
-}
+const Model& Fixture(const std::string& name) { return testing::FixtureModel(name); }
 
-// The reference input_ids [2][64].
-std::vector<int32_t> RefIds(const std::string& name) {
-  auto st = SafetensorsFile::Open(FixtureReferenceDir(name) + "/ref.safetensors");
-  if (!st.ok()) std::abort();
-  const SafetensorsTensor* ids = (*st)->Find("input_ids");
-  std::vector<int32_t> out;
-  for (size_t i = 0; i < ids->data.size() / 8; ++i) {
-    int64_t v;
-    std::memcpy(&v, ids->data.data() + 8 * i, 8);
-    out.push_back(static_cast<int32_t>(v));
-  }
-  return out;
-}
+std::vector<int32_t> RefIds(const std::string& name) { return testing::ReferenceInputIds(name); }
 
 std::vector<float> PrefillLogits(const Model& m, const std::vector<int32_t>& ids, int64_t batch) {
   auto rt = Runtime::Create(m, 2);

@@ -1,6 +1,8 @@
 #include "tests/test_util.h"
 
 #include <array>
+#include <cstring>
+#include <map>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
@@ -10,6 +12,9 @@
 #include <stdexcept>
 #include <sys/wait.h>
 #include <unistd.h>
+
+#include "convert/hf_import.h"
+#include "convert/safetensors.h"
 
 namespace ssmq::testing {
 namespace fs = std::filesystem;
@@ -77,6 +82,35 @@ int RunCommand(const std::string& cmd, std::string* stdout_text) {
   int st = pclose(p);
   if (stdout_text) *stdout_text = std::move(out);
   return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+const Model& FixtureModel(const std::string& name) {
+  static std::map<std::string, Model> cache;
+  auto it = cache.find(name);
+  if (it != cache.end()) return it->second;
+  auto model = ImportHfDirectory(FixtureModelDir(name));
+  if (!model.ok()) {
+    std::fprintf(stderr, "importing fixture %s: %s\n", name.c_str(),
+                 model.status().ToString().c_str());
+    std::abort();
+  }
+  return cache.emplace(name, std::move(model).value()).first->second;
+}
+
+std::vector<int32_t> ReferenceInputIds(const std::string& name) {
+  auto st = SafetensorsFile::Open(FixtureReferenceDir(name) + "/ref.safetensors");
+  const SafetensorsTensor* ids = st.ok() ? (*st)->Find("input_ids") : nullptr;
+  if (!ids || ids->dtype != "I64") {
+    std::fprintf(stderr, "fixture %s: ref.safetensors has no I64 input_ids\n", name.c_str());
+    std::abort();
+  }
+  std::vector<int32_t> out(ids->data.size() / 8);
+  for (size_t i = 0; i < out.size(); ++i) {
+    int64_t v;
+    std::memcpy(&v, ids->data.data() + 8 * i, 8);
+    out[i] = static_cast<int32_t>(v);
+  }
+  return out;
 }
 
 }  // namespace ssmq::testing

@@ -5,6 +5,8 @@
 #include <string>
 #include <vector>
 
+#include "model/model.h"
+
 namespace ssmq::testing {
 
 // tests/ in the source tree (fixtures under tests/fixtures, goldens under tests/data).
@@ -23,6 +25,13 @@ void WriteFileBytes(const std::string& path, const std::vector<uint8_t>& bytes);
 
 // Runs a shell command, returns exit status and captured stdout.
 int RunCommand(const std::string& cmd, std::string* stdout_text);
+
+// The fixture checkpoint `name` imported from tests/fixtures/models (once per
+// test program; aborts the program if the import fails).
+const Model& FixtureModel(const std::string& name);
+
+// The reference input_ids [2][64] of fixture `name`, row-major.
+std::vector<int32_t> ReferenceInputIds(const std::string& name);
 
 }  // namespace ssmq::testing
 
