@@ -1,8 +1,11 @@
-// ssmq convert SRC -o OUT.ssmq --scheme f32|f16|bf16|w8a16|w4a16 [--group-size G] [--keep-lm-head]
-//   [--layer-schemes "0-2:w4a16,3-5:w8a16"] [--mamba2-norm full|grouped] [--zstd]
+// ssmq convert SRC -o OUT.ssmq --scheme f32|f16|bf16|w8a16|w4a16|w8a8|w4a8 [--group-size G]
+//   [--keep-lm-head] [--layer-schemes "0-2:w4a8,3-5:w4a16"] [--mamba2-norm full|grouped] [--zstd]
+//   A8: --calib FILE [--calib-samples N --calib-seqlen L --seed S --percentile P]
+//       [--recipe ssmq|quamba|naive] [--enable C1,C2] [--disable C3]
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
+#include <memory>
 
 #include "cli/cli_common.h"
 #include "cli/command.h"
@@ -30,6 +33,14 @@ struct ConvertArgs {
   uint32_t head_group_size = 0;
   bool small_f32 = false;
   bool rtn = false;
+  // A8 schemes (w8a8 | w4a8): convert/act_recipe.h.
+  std::string calib_file;
+  int64_t calib_samples = 32;
+  int64_t calib_seqlen = 256;
+  uint64_t seed = 0;
+  double percentile = 0.9995;
+  std::string recipe = "ssmq";
+  std::vector<std::string> enable, disable;
 };
 
 Status RunConvert(const ConvertArgs& a) {
@@ -76,7 +87,30 @@ Status RunConvert(const ConvertArgs& a) {
     q.head_group_size = a.head_group_size;
     q.small_tensors_f16 = !a.small_f32;
     q.rtn = a.rtn;
+    q.recipe = a.recipe;
+    for (const std::string& c : a.enable) q.switches.emplace_back(c, true);
+    for (const std::string& c : a.disable) q.switches.emplace_back(c, false);
+    q.calib.samples = a.calib_samples;
+    q.calib.seqlen = a.calib_seqlen;
+    q.calib.seed = a.seed;
+    q.calib.percentile = a.percentile;
+    std::string calib_text;
+    if (!a.calib_file.empty()) {
+      SSMQ_ASSIGN_OR_RETURN(calib_text, ReadTextFile(a.calib_file));
+      q.calib_text = calib_text;
+    }
+    std::unique_ptr<Progress> bar;
+    std::string bar_stage;
+    q.progress = [&](const std::string& stage, int64_t d, int64_t t) {
+      if (stage != bar_stage) {
+        if (bar) bar->Finish();
+        bar = std::make_unique<Progress>(stage);
+        bar_stage = stage;
+      }
+      bar->Update(static_cast<uint64_t>(d), static_cast<uint64_t>(t));
+    };
     SSMQ_RETURN_IF_ERROR(ApplyQuantRecipe(model, q));
+    if (bar) bar->Finish();
     if (auto v = model.extra.GetString("quant.scheme"); v.ok()) scheme = *v;
   } else if (scheme != "auto") {
     auto type = TensorTypeFromName(scheme);
@@ -120,7 +154,8 @@ void Setup(CLI::App& app) {
   auto* sub = app.add_subcommand("convert", "Convert a Hugging Face checkpoint directory or a .ssmq file to .ssmq");
   sub->add_option("src", args->src, "Hugging Face model directory or .ssmq file")->required();
   sub->add_option("-o,--output", args->out, "output .ssmq path (written atomically)")->required();
-  sub->add_option("--scheme", args->scheme, "f32 | f16 | bf16 | auto (keep source types) | w8a16 | w4a16")
+  sub->add_option("--scheme", args->scheme,
+                  "f32 | f16 | bf16 | auto (keep source types) | w8a16 | w4a16 | w8a8 | w4a8")
       ->capture_default_str();
   sub->add_option("--mamba2-norm", args->mamba2_norm,
                   "Mamba2 gated-norm grouping: full (transformers) | grouped (mamba_ssm, llama.cpp)");
@@ -139,6 +174,27 @@ void Setup(CLI::App& app) {
                 "keep the non-matmul float tensors (norms, conv, A_log, D) f32 (default f16)");
   sub->add_flag("--rtn", args->rtn,
                 "int4: plain absmax round-to-nearest scales (default: least-squares clipped scales)");
+  sub->add_option("--calib", args->calib_file,
+                  "calibration text (UTF-8) for w8a8 / w4a8; windows come from its first 90% (train split)");
+  sub->add_option("--calib-samples", args->calib_samples, "calibration windows")
+      ->capture_default_str();
+  sub->add_option("--calib-seqlen", args->calib_seqlen, "tokens per calibration window")
+      ->capture_default_str();
+  sub->add_option("--seed", args->seed, "seed that picks the calibration windows")
+      ->capture_default_str();
+  sub->add_option("--percentile", args->percentile,
+                  "percentile of |x| used to clip the SSM input (and mamba1 state) scales")
+      ->capture_default_str();
+  sub->add_option("--recipe", args->recipe,
+                  "A8 recipe: ssmq (ours, default) | quamba (faithful Quamba/Quamba2) | naive "
+                  "(per-tensor min-max)")
+      ->capture_default_str();
+  sub->add_option("--enable", args->enable,
+                  "turn recipe components on: rotate-residual, hadamard, percentile, reorder, "
+                  "x-groups, group-bc, segment-scales, out-proj-dynamic, small-int8, state-int8")
+      ->delimiter(',');
+  sub->add_option("--disable", args->disable, "turn recipe components off (names as --enable)")
+      ->delimiter(',');
   sub->add_flag("--zstd", args->zstd, "zstd-compress tensors where it saves space");
   sub->add_flag("--json", args->json, "print a JSON summary");
   sub->callback([args] {

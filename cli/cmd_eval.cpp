@@ -27,6 +27,7 @@ struct EvalArgs {
   int64_t batch = 8;
   int threads = 0;
   bool json = false;
+  bool simulate = false;
 };
 
 Status EvalPerplexity(const EvalArgs& a, Runtime& rt, const Tokenizer& tok) {
@@ -151,7 +152,10 @@ Status RunEval(const EvalArgs& a) {
   if (a.text_file.empty() == a.ref_file.empty())
     return Status(StatusCode::kInvalidArgument, "give exactly one of --text FILE or --ref REF.safetensors");
   SSMQ_ASSIGN_OR_RETURN(Model model, OpenModel(a.model));
-  SSMQ_ASSIGN_OR_RETURN(auto rt, Runtime::Create(model, a.threads));
+  RuntimeOptions ro;
+  ro.n_threads = a.threads;
+  ro.simulate_act_quant = a.simulate;
+  SSMQ_ASSIGN_OR_RETURN(auto rt, Runtime::Create(model, ro));
   if (!a.ref_file.empty()) return EvalReference(a, *rt);
   SSMQ_ASSIGN_OR_RETURN(auto tok, ModelTokenizer(model));
   return EvalPerplexity(a, *rt, *tok);
@@ -171,6 +175,8 @@ void Setup(CLI::App& app) {
   sub->add_option("--ref", args->ref_file, "safetensors with input_ids [B,T] and logits [B,T,V]");
   sub->add_option("--mode", args->mode, "with --ref: prefill | step | both")->capture_default_str();
   sub->add_option("-t,--threads", args->threads, "threads (0 = all cores)")->capture_default_str();
+  sub->add_flag("--simulate-act-quant", args->simulate,
+                "w8a8/w4a8: run the simulated (fake-quant float) path instead of the int8 kernels");
   sub->add_flag("--json", args->json, "machine-readable output");
   sub->callback([args] {
     Status st = RunEval(*args);

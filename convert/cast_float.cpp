@@ -9,6 +9,7 @@ namespace ssmq {
 namespace {
 
 bool IsScaleOfQuantized(const Model& model, const std::string& name) {
+  if (name.find(".act.") != std::string::npos) return true;  // activation scales (model/act_sites.h)
   const std::string_view suffix = ".scale";
   if (!name.ends_with(suffix)) return false;
   const ModelTensor* base = model.Find(name.substr(0, name.size() - suffix.size()));

@@ -117,7 +117,7 @@ Status CheckExportable(const Model& model, const GgufExportOptions& opts) {
                     "metadata '" + e.key + "': the model uses a Hadamard rotation, which GGUF cannot express "
                     "(llama.cpp would run the rotated weights without the rotation); export the float model "
                     "before rotation instead");
-    if (e.key.starts_with("quant.act_scales")) act_scales = true;
+    if (e.key.starts_with("blk.") && e.key.find(".act.") != std::string::npos) act_scales = true;
   }
   if (act_scales && !opts.dequantize)
     return Status(StatusCode::kUnsupported,

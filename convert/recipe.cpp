@@ -10,8 +10,6 @@ namespace ssmq {
 
 namespace {
 
-bool IsWeightOnly(const std::string& s) { return s == "w8a16" || s == "w4a16"; }
-
 WeightBits BitsOf(const std::string& s) {
   return (s == "w4a16" || s == "w4a8") ? WeightBits::kW4 : WeightBits::kW8;
 }
@@ -28,6 +26,8 @@ Result<int64_t> ParseLayerIndex(const std::string& text, int64_t n_layer) {
 }
 
 }  // namespace
+
+bool IsA8Scheme(const std::string& s) { return s == "w8a8" || s == "w4a8"; }
 
 bool IsQuantScheme(const std::string& s) {
   return s == "w8a16" || s == "w4a16" || s == "w8a8" || s == "w4a8";
@@ -75,16 +75,36 @@ Status ApplyQuantRecipe(Model& model, const QuantRecipeOptions& opts) {
   }
   SSMQ_ASSIGN_OR_RETURN(std::vector<std::string> per_layer,
                         ParseLayerSchemes(opts.layer_schemes, model.hp.n_layer, opts.scheme));
-  bool mixed = false;
+  bool mixed = false, any_a8 = false;
+  std::vector<bool> layer_a8;
   for (const std::string& s : per_layer) {
-    if (!IsWeightOnly(s)) {
-      return Status(StatusCode::kUnsupported,
-                    "scheme '" + s + "' (activation quantization) is not implemented yet; "
-                    "use w8a16 or w4a16");
-    }
     mixed = mixed || s != per_layer.front();
+    layer_a8.push_back(IsA8Scheme(s));
+    any_a8 = any_a8 || IsA8Scheme(s);
   }
   SSMQ_RETURN_IF_ERROR(CastFloatTensors(model, TensorType::kF32));
+  std::string act_text;
+  if (any_a8) {
+    if (opts.calib_text.empty()) {
+      return Status(StatusCode::kInvalidArgument,
+                    "activation-quantized schemes (w8a8, w4a8) need calibration text (--calib FILE)");
+    }
+    ActRecipeOptions a;
+    a.recipe = opts.recipe;
+    SSMQ_ASSIGN_OR_RETURN(a.components, RecipeComponents(opts.recipe));
+    for (const auto& [name, on] : opts.switches) {
+      SSMQ_RETURN_IF_ERROR(SetComponent(a.components, name, on));
+    }
+    a.calib = opts.calib;
+    a.calib_text = opts.calib_text;
+    a.layer_a8 = layer_a8;
+    a.progress = opts.progress;
+    SSMQ_RETURN_IF_ERROR(ApplyActRecipe(model, a).status());
+    act_text = "; activations (a8 layers): recipe " + opts.recipe + " (" +
+               ComponentsText(a.components) + "), int8 symmetric, round half to even, static " +
+               "scales from " + std::to_string(opts.calib.samples) + " calibration windows of " +
+               std::to_string(opts.calib.seqlen) + " tokens";
+  }
 
   WeightQuantOptions w;
   w.bits = BitsOf(opts.scheme);
@@ -121,6 +141,7 @@ Status ApplyQuantRecipe(Model& model, const QuantRecipeOptions& opts) {
                        (opts.keep_lm_head ? "; lm_head (tied: embedding) kept f32" : "") +
                        "; other tensors " + (opts.small_tensors_f16 ? "f16" : "f32");
   if (!opts.layer_schemes.empty()) recipe += "; layer schemes " + opts.layer_schemes;
+  recipe += act_text;
   model.extra.Set("quant.scheme", MetaValue::String(mixed ? "mixed" : per_layer.front()));
   model.extra.Set("quant.recipe", MetaValue::String(recipe));
   model.extra.Set("quant.group_size", MetaValue::U32(opts.group_size));

@@ -70,20 +70,26 @@ void ReadMetadata(const Metadata& md, FileSummary& s) {
   if (Result<std::string> v = md.GetString("quant.recipe"); v.ok()) s.recipe = *v;
 
   const std::string arch_prefix = s.architecture.empty() ? "\x01" : s.architecture + ".";
-  uint64_t act_scales = 0;
+  uint64_t act_static = 0, act_dynamic = 0;
   for (const auto& e : md.entries()) {
     s.metadata.push_back({e.key, MetaTypeDisplay(e.value), Printable(e.value.ToDisplayString(64), 64)});
     if (StartsWith(e.key, arch_prefix)) {
       s.hparams.emplace_back(e.key.substr(arch_prefix.size()), ValueText(e.value));
     } else if (StartsWith(e.key, "quant.calib.")) {
       s.calibration.emplace_back(e.key.substr(12), ValueText(e.value));
-    } else if (StartsWith(e.key, "quant.act_scales.")) {
-      ++act_scales;
+    } else if (StartsWith(e.key, "blk.") && e.key.find(".act.") != std::string::npos) {
+      // activation-quantization sites (spec §6.5)
+      Result<std::string> mode = e.value.AsString();
+      ++(mode.ok() && *mode == "dynamic_per_token" ? act_dynamic : act_static);
     } else if (StartsWith(e.key, "quant.") && e.key != "quant.scheme" && e.key != "quant.recipe") {
       s.quantization.emplace_back(e.key.substr(6), ValueText(e.value));
     }
   }
-  if (act_scales) s.quantization.emplace_back("act_scales", std::to_string(act_scales) + " sites");
+  if (act_static + act_dynamic) {
+    s.quantization.emplace_back("activation_sites", std::to_string(act_static) + " static, " +
+                                                        std::to_string(act_dynamic) +
+                                                        " dynamic per token (int8)");
+  }
   ReadTokenizer(md, s);
 }
 

@@ -56,7 +56,7 @@ struct FileSummary {
 
   std::string scheme;        // quant.scheme ("" when absent)
   std::string recipe;        // quant.recipe
-  KeyValues quantization;    // other quant.* keys (act_scales summarized as a count)
+  KeyValues quantization;    // other quant.* keys + activation_sites (blk.*.act.* keys counted)
   KeyValues calibration;     // quant.calib.*
 
   bool has_tokenizer = false;

@@ -18,13 +18,15 @@ void Runtime::Impl::Mamba1Mixer(int l, int64_t batch, int64_t seq_len, float* co
   const int64_t dbc_dim = R + 2 * N;   // dbc row: dt_in [R], B [N], C [N]
   const int nt = rt::ThreadCount(n_threads);
 
-  rt::MatMul(w.in_proj, &w.in_proj_bias, s.normed.data(), hp.d_model, T, s.proj.data(), ipd,
-             n_threads);
+  const rt::LayerActs& act = w.act;  // activation quantization (kNone: float)
+  MatMulAct(w.in_proj, &w.in_proj_bias, act[ActSite::kInProjInput], s.normed.data(), hp.d_model,
+            T, s.proj.data(), ipd);
   if (observer) {
     Observe(ObsSite::kInProjOutput, l, s.proj.data(), T, ipd, ipd);
     Observe(ObsSite::kInProjX, l, s.proj.data(), T, di, ipd);
     Observe(ObsSite::kInProjZ, l, s.proj.data() + di, T, di, ipd);
   }
+  rt::FakeQuantize(act[ActSite::kInProjOutput], s.proj.data(), ipd, T, ipd);
 
   // Channel blocks small enough to spread over threads, big enough to vectorize.
   constexpr int64_t kChannelBlock = 64;
@@ -40,10 +42,15 @@ void Runtime::Impl::Mamba1Mixer(int l, int64_t batch, int64_t seq_len, float* co
   }
 
   Observe(ObsSite::kConvOutX, l, s.conv_out.data(), T, di, di);
-  rt::MatMul(w.x_proj, nullptr, s.conv_out.data(), di, T, s.dbc.data(), dbc_dim, n_threads);
+  // The SSM input x on its int8 grid (the scan reads x̂); x_proj re-quantizes x̂ exactly.
+  rt::FakeQuantize(act[ActSite::kConvOutput], s.conv_out.data(), di, T, di);
+  MatMulAct(w.x_proj, nullptr, act[ActSite::kConvOutput], s.conv_out.data(), di, T, s.dbc.data(),
+            dbc_dim);
   Observe(ObsSite::kXProjOutput, l, s.dbc.data(), T, dbc_dim, dbc_dim);
-  rt::MatMul(w.dt_proj, &w.dt_bias, s.dbc.data(), dbc_dim, T, s.dt.data(), di, n_threads);
+  rt::FakeQuantize(act[ActSite::kXProjOutput], s.dbc.data(), dbc_dim, T, dbc_dim);
+  MatMulAct(w.dt_proj, &w.dt_bias, act.dt_proj_input, s.dbc.data(), dbc_dim, T, s.dt.data(), di);
   Observe(ObsSite::kDtProjOutput, l, s.dt.data(), T, di, di);
+  rt::FakeQuantize(act[ActSite::kDtProjOutput], s.dt.data(), di, T, di);
   // softplus(dt) happens inside the scan.
 #pragma omp parallel for num_threads(nt) schedule(static) collapse(2) if (rt::WorthThreads(8 * T * di * N, nt))
   for (int64_t b = 0; b < batch; ++b) {
@@ -57,8 +64,8 @@ void Runtime::Impl::Mamba1Mixer(int l, int64_t batch, int64_t seq_len, float* co
   }
 
   OutProjInputTransform(l, s.y.data(), T);  // online Hadamard (when the file says) + observers
-  rt::MatMul(w.out_proj, &w.out_proj_bias, s.y.data(), di, T, s.mixer_out.data(), hp.d_model,
-             n_threads);
+  MatMulAct(w.out_proj, &w.out_proj_bias, act[ActSite::kOutProjInput], s.y.data(), di, T,
+            s.mixer_out.data(), hp.d_model);
 }
 
 }  // namespace ssmq

@@ -22,8 +22,9 @@ void Runtime::Impl::Mamba2Mixer(int l, int64_t batch, int64_t seq_len, float* co
   const int nt = rt::ThreadCount(n_threads);
 
   // proj row: z [di], xBC [cd], dt [H]
-  rt::MatMul(w.in_proj, &w.in_proj_bias, s.normed.data(), hp.d_model, T, s.proj.data(), ipd,
-             n_threads);
+  const rt::LayerActs& act = w.act;  // activation quantization (kNone: float)
+  MatMulAct(w.in_proj, &w.in_proj_bias, act[ActSite::kInProjInput], s.normed.data(), hp.d_model,
+            T, s.proj.data(), ipd);
   if (observer) {
     const int64_t gn = G * N;
     Observe(ObsSite::kInProjOutput, l, s.proj.data(), T, ipd, ipd);
@@ -33,6 +34,7 @@ void Runtime::Impl::Mamba2Mixer(int l, int64_t batch, int64_t seq_len, float* co
     Observe(ObsSite::kInProjC, l, s.proj.data() + 2 * di + gn, T, gn, ipd);
     Observe(ObsSite::kInProjDt, l, s.proj.data() + 2 * di + 2 * gn, T, H, ipd);
   }
+  rt::FakeQuantize(act[ActSite::kInProjOutput], s.proj.data(), ipd, T, ipd);
 
   constexpr int64_t kChannelBlock = 64;
   const int64_t n_blocks = (cd + kChannelBlock - 1) / kChannelBlock;
@@ -52,6 +54,7 @@ void Runtime::Impl::Mamba2Mixer(int l, int64_t batch, int64_t seq_len, float* co
     Observe(ObsSite::kConvOutB, l, s.conv_out.data() + di, T, G * N, cd);
     Observe(ObsSite::kConvOutC, l, s.conv_out.data() + di + G * N, T, G * N, cd);
   }
+  rt::FakeQuantize(act[ActSite::kConvOutput], s.conv_out.data(), cd, T, cd);  // x, B, C on their grids
 
   const bool clamp = !(hp.dt_limit_min == 0.0 && std::isinf(hp.dt_limit_max) &&
                        hp.dt_limit_max > 0);
@@ -98,8 +101,8 @@ void Runtime::Impl::Mamba2Mixer(int l, int64_t batch, int64_t seq_len, float* co
   rt::GatedRmsNormRows(s.y.data(), di, s.proj.data(), ipd, T, di, hp.norm_group_size,
                        w.ssm_norm.f32, hp.norm_eps, s.gated.data(), di, n_threads);
   OutProjInputTransform(l, s.gated.data(), T);  // online Hadamard (when the file says) + observers
-  rt::MatMul(w.out_proj, &w.out_proj_bias, s.gated.data(), di, T, s.mixer_out.data(), hp.d_model,
-             n_threads);
+  MatMulAct(w.out_proj, &w.out_proj_bias, act[ActSite::kOutProjInput], s.gated.data(), di, T,
+            s.mixer_out.data(), hp.d_model);
 }
 
 }  // namespace ssmq

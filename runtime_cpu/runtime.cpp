@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <string>
 
 #include "model/arch.h"
@@ -42,16 +43,137 @@ Status CheckHParams(const HParams& hp) {
   return Status::Ok();
 }
 
+// Reads one site's mode (metadata blk.{i}.act.{name}) and static scales
+// (tensor blk.{i}.act.{name}.scale) into aq / sq (model/act_sites.h).
+Status LoadActSite(const Model& m, const HParams& hp, int l, ActSite site, rt::ActQuant& aq,
+                   rt::StateQuant& sq) {
+  const std::string key = ActModeKey(l, site);
+  const MetaValue* v = m.extra.Find(key);
+  if (!v) return Status::Ok();
+  const int64_t width = ActSiteWidth(hp, site);
+  const Result<std::string> text = v->AsString();
+  const std::optional<ActMode> mode = text.ok() ? ParseActMode(*text) : std::nullopt;
+  if (!mode || width == 0 || (site == ActSite::kSsmState && *mode != ActMode::kStatic)) {
+    return Status(StatusCode::kBadMetadata,
+                  "runtime: metadata '" + key + "' must be " +
+                      (width == 0 ? std::string("absent for this architecture")
+                                  : site == ActSite::kSsmState
+                                        ? std::string("\"static\"")
+                                        : std::string("\"static\" or \"dynamic_per_token\"")));
+  }
+  if (*mode == ActMode::kDynamicPerToken) {
+    aq.mode = rt::ActQuant::Mode::kDynamicPerToken;
+    return Status::Ok();
+  }
+  const std::string tname = ActScaleTensor(l, site);
+  const ModelTensor* t = m.Find(tname);
+  if (!t || t->type != TensorType::kF32) {
+    return Status(StatusCode::kNotFound, "runtime: static site '" + key +
+                                             "' needs the f32 tensor '" + tname + "'");
+  }
+  const int64_t n = t->numel();
+  const bool state = site == ActSite::kSsmState;
+  const bool shape_ok = state ? (t->shape.size() == 2 && t->shape[1] == hp.d_state &&
+                                 t->shape[0] > 0 && width % t->shape[0] == 0)
+                              : (t->shape.size() == 1 && n > 0 && width % n == 0);
+  if (!shape_ok || t->data.size() != static_cast<size_t>(n) * 4) {
+    return Status(StatusCode::kBadShape,
+                  "runtime: tensor '" + tname + "' has shape " + rt::ShapeText(t->shape) +
+                      (state ? ", expected [R, d_state] with R dividing d_inner "
+                             : ", expected [n] with n dividing the site width ") +
+                      std::to_string(width));
+  }
+  std::vector<float> scales(static_cast<size_t>(n));
+  std::memcpy(scales.data(), t->data.data(), static_cast<size_t>(n) * 4);
+  for (int64_t i = 0; i < n; ++i) {
+    if (!(scales[i] > 0.0f) || !std::isfinite(scales[i])) {
+      return Status(StatusCode::kBadValue, "runtime: tensor '" + tname + "' element " +
+                                               std::to_string(i) +
+                                               " is not a positive finite scale");
+    }
+  }
+  if (state) {
+    sq.rows_per_group = width / t->shape[0];
+    sq.d_state = hp.d_state;
+    sq.scales = std::move(scales);
+  } else {
+    aq.mode = rt::ActQuant::Mode::kStatic;
+    aq.group = width / n;
+    aq.scales = std::move(scales);
+  }
+  return Status::Ok();
+}
+
+// Columns [c0, c1) of a row site's quantization (the dt_in slice of mamba1's
+// x_proj output). kBadShape when the slice cuts a static group.
+Result<rt::ActQuant> SliceActQuant(const rt::ActQuant& aq, int64_t c0, int64_t c1,
+                                   const std::string& what) {
+  rt::ActQuant out = aq;
+  if (aq.mode != rt::ActQuant::Mode::kStatic) return out;
+  if (aq.scales.size() == 1) {
+    out.group = c1 - c0;
+    return out;
+  }
+  if (c0 % aq.group != 0 || (c1 - c0) % aq.group != 0) {
+    return Status(StatusCode::kBadShape, "runtime: the static groups of " + what +
+                                             " (width " + std::to_string(aq.group) +
+                                             ") cut its columns [" + std::to_string(c0) + ", " +
+                                             std::to_string(c1) + ")");
+  }
+  out.scales.assign(aq.scales.begin() + c0 / aq.group, aq.scales.begin() + c1 / aq.group);
+  return out;
+}
+
+// An integer matmul needs its act groups to tile the weight's groups.
+Status CheckInt8Compatible(const rt::Weight& w, const rt::ActQuant& aq, const std::string& site) {
+  if (!aq.enabled() || !w.quantized() || rt::Int8BlockWidth(w, aq) > 0) return Status::Ok();
+  return Status(StatusCode::kBadTensorInfo,
+                "runtime: activation groups of '" + site + "' (width " + std::to_string(aq.group) +
+                    ") and the weight groups of '" + w.name + "' (width " +
+                    std::to_string(w.group_size) + ") do not nest");
+}
+
+Status LoadActs(const Model& m, const HParams& hp, int l, rt::LayerWeights& w) {
+  rt::LayerActs& a = w.act;
+  for (int i = 0; i < kActSiteCount; ++i) {
+    SSMQ_RETURN_IF_ERROR(LoadActSite(m, hp, l, static_cast<ActSite>(i), a.site[i], a.state));
+  }
+  if (hp.arch == Arch::kMamba1) {
+    SSMQ_ASSIGN_OR_RETURN(a.dt_proj_input,
+                          SliceActQuant(a[ActSite::kXProjOutput], 0, hp.dt_rank,
+                                        ActModeKey(l, ActSite::kXProjOutput)));
+    SSMQ_RETURN_IF_ERROR(
+        CheckInt8Compatible(w.x_proj, a[ActSite::kConvOutput], ActModeKey(l, ActSite::kConvOutput)));
+    SSMQ_RETURN_IF_ERROR(CheckInt8Compatible(w.dt_proj, a.dt_proj_input,
+                                             ActModeKey(l, ActSite::kXProjOutput)));
+  }
+  SSMQ_RETURN_IF_ERROR(
+      CheckInt8Compatible(w.in_proj, a[ActSite::kInProjInput], ActModeKey(l, ActSite::kInProjInput)));
+  SSMQ_RETURN_IF_ERROR(CheckInt8Compatible(w.out_proj, a[ActSite::kOutProjInput],
+                                           ActModeKey(l, ActSite::kOutProjInput)));
+  return Status::Ok();
+}
+
+// Small per-channel parameters (norms, conv, dt bias, A_log, D) may be stored
+// as q8 by the A8 recipes; the kernels read them as f32, so they are expanded
+// here (a few values per channel, unlike the matmul weights).
+Result<rt::Weight> LoadSmall(const Model& m, const std::string& name,
+                             const std::vector<int64_t>& shape, bool optional = false) {
+  SSMQ_ASSIGN_OR_RETURN(rt::Weight w, rt::LoadWeight(m, name, shape, optional));
+  if (w.quantized()) rt::ExpandToF32(w);
+  return w;
+}
+
 Status LoadLayer(const Model& m, const HParams& hp, int l, rt::LayerWeights& w) {
   auto name = [l](const char* suffix) { return LayerTensorName(l, suffix); };
   const int64_t dm = hp.d_model, di = hp.d_inner, N = hp.d_state;
-  SSMQ_ASSIGN_OR_RETURN(w.norm, rt::LoadWeight(m, name("norm.weight"), {dm}));
+  SSMQ_ASSIGN_OR_RETURN(w.norm, LoadSmall(m, name("norm.weight"), {dm}));
   SSMQ_ASSIGN_OR_RETURN(w.in_proj, rt::LoadWeight(m, name("ssm_in.weight"), {hp.in_proj_dim(), dm}));
   SSMQ_ASSIGN_OR_RETURN(w.in_proj_bias,
                         rt::LoadWeight(m, name("ssm_in.bias"), {hp.in_proj_dim()}, true));
   SSMQ_ASSIGN_OR_RETURN(w.conv_w,
-                        rt::LoadWeight(m, name("ssm_conv1d.weight"), {hp.conv_dim(), hp.d_conv}));
-  SSMQ_ASSIGN_OR_RETURN(w.conv_b, rt::LoadWeight(m, name("ssm_conv1d.bias"), {hp.conv_dim()},
+                        LoadSmall(m, name("ssm_conv1d.weight"), {hp.conv_dim(), hp.d_conv}));
+  SSMQ_ASSIGN_OR_RETURN(w.conv_b, LoadSmall(m, name("ssm_conv1d.bias"), {hp.conv_dim()},
                                                  !hp.conv_bias));
   SSMQ_ASSIGN_OR_RETURN(w.out_proj, rt::LoadWeight(m, name("ssm_out.weight"), {dm, di}));
   SSMQ_ASSIGN_OR_RETURN(w.out_proj_bias, rt::LoadWeight(m, name("ssm_out.bias"), {dm}, true));
@@ -71,20 +193,20 @@ Status LoadLayer(const Model& m, const HParams& hp, int l, rt::LayerWeights& w) 
     SSMQ_ASSIGN_OR_RETURN(w.x_proj,
                           rt::LoadWeight(m, name("ssm_x.weight"), {hp.dt_rank + 2 * N, di}));
     SSMQ_ASSIGN_OR_RETURN(w.dt_proj, rt::LoadWeight(m, name("ssm_dt.weight"), {di, hp.dt_rank}));
-    SSMQ_ASSIGN_OR_RETURN(w.dt_bias, rt::LoadWeight(m, name("ssm_dt.bias"), {di}));
-    SSMQ_ASSIGN_OR_RETURN(a_log, rt::LoadWeight(m, name("ssm_a_log"), {di, N}));
-    SSMQ_ASSIGN_OR_RETURN(w.d, rt::LoadWeight(m, name("ssm_d"), {di}));
+    SSMQ_ASSIGN_OR_RETURN(w.dt_bias, LoadSmall(m, name("ssm_dt.bias"), {di}));
+    SSMQ_ASSIGN_OR_RETURN(a_log, LoadSmall(m, name("ssm_a_log"), {di, N}));
+    SSMQ_ASSIGN_OR_RETURN(w.d, LoadSmall(m, name("ssm_d"), {di}));
   } else {
     const int64_t H = hp.n_heads;
-    SSMQ_ASSIGN_OR_RETURN(w.dt_bias, rt::LoadWeight(m, name("ssm_dt.bias"), {H}));
-    SSMQ_ASSIGN_OR_RETURN(a_log, rt::LoadWeight(m, name("ssm_a_log"), {H}));
-    SSMQ_ASSIGN_OR_RETURN(w.d, rt::LoadWeight(m, name("ssm_d"), {H}));
-    SSMQ_ASSIGN_OR_RETURN(w.ssm_norm, rt::LoadWeight(m, name("ssm_norm.weight"), {di}));
+    SSMQ_ASSIGN_OR_RETURN(w.dt_bias, LoadSmall(m, name("ssm_dt.bias"), {H}));
+    SSMQ_ASSIGN_OR_RETURN(a_log, LoadSmall(m, name("ssm_a_log"), {H}));
+    SSMQ_ASSIGN_OR_RETURN(w.d, LoadSmall(m, name("ssm_d"), {H}));
+    SSMQ_ASSIGN_OR_RETURN(w.ssm_norm, LoadSmall(m, name("ssm_norm.weight"), {di}));
   }
   const int64_t n_a = a_log.rows * a_log.cols;
   w.a.resize(static_cast<size_t>(n_a));
   for (int64_t i = 0; i < n_a; ++i) w.a[i] = -std::exp(a_log.f32[i]);
-  return Status::Ok();
+  return LoadActs(m, hp, l, w);
 }
 
 }  // namespace
@@ -93,17 +215,24 @@ Runtime::Runtime(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 Runtime::~Runtime() = default;
 
 Result<std::unique_ptr<Runtime>> Runtime::Create(const Model& model, int n_threads) {
+  RuntimeOptions opts;
+  opts.n_threads = n_threads;
+  return Create(model, opts);
+}
+
+Result<std::unique_ptr<Runtime>> Runtime::Create(const Model& model, const RuntimeOptions& opts) {
   auto impl = std::make_unique<Impl>();
   impl->model = &model;
   impl->hp = model.hp;
-  impl->n_threads = n_threads;
+  impl->n_threads = opts.n_threads;
+  impl->simulate_act_quant = opts.simulate_act_quant;
   HParams& hp = impl->hp;
   SSMQ_RETURN_IF_ERROR(CheckHParams(hp));
   if (hp.arch == Arch::kMamba2 && hp.norm_group_size == 0) hp.norm_group_size = hp.d_inner;
   SSMQ_ASSIGN_OR_RETURN(impl->token_embd,
                         rt::LoadWeight(model, "token_embd.weight", {hp.vocab_size, hp.d_model}));
   SSMQ_ASSIGN_OR_RETURN(impl->output_norm,
-                        rt::LoadWeight(model, "output_norm.weight", {hp.d_model}));
+                        LoadSmall(model, "output_norm.weight", {hp.d_model}));
   if (!hp.tied_embeddings) {
     SSMQ_ASSIGN_OR_RETURN(impl->output,
                           rt::LoadWeight(model, "output.weight", {hp.vocab_size, hp.d_model}));
@@ -111,6 +240,10 @@ Result<std::unique_ptr<Runtime>> Runtime::Create(const Model& model, int n_threa
   impl->layers.resize(static_cast<size_t>(hp.n_layer));
   for (int l = 0; l < hp.n_layer; ++l) {
     SSMQ_RETURN_IF_ERROR(LoadLayer(model, hp, l, impl->layers[l]));
+  }
+  impl->any_float_state = impl->any_int8_state = false;
+  for (const rt::LayerWeights& w : impl->layers) {
+    (w.act.state.enabled() ? impl->any_int8_state : impl->any_float_state) = true;
   }
   return std::unique_ptr<Runtime>(new Runtime(std::move(impl)));
 }
@@ -127,17 +260,36 @@ void Runtime::Impl::OutProjInputTransform(int l, float* y, int64_t T) {
   Observe(ObsSite::kOutProjInput, l, y, T, di, di);
 }
 
+void Runtime::Impl::MatMulAct(const rt::Weight& w, const rt::Weight* bias, const rt::ActQuant& aq,
+                              float* x, int64_t x_stride, int64_t T, float* y, int64_t y_stride) {
+  if (aq.enabled() && (simulate_act_quant || !w.quantized())) {
+    rt::FakeQuantize(aq, x, x_stride, T, w.cols);
+  } else if (aq.enabled()) {
+    rt::Grow(scratch.act_codes, static_cast<size_t>(T * w.cols));
+    rt::Grow(scratch.act_row_scales, static_cast<size_t>(T));
+    rt::QuantizeActivations(aq, x, x_stride, T, w.cols, scratch.act_codes.data(),
+                            scratch.act_row_scales.data());
+    rt::Int8MatMul(w, bias, aq, scratch.act_codes.data(), scratch.act_row_scales.data(), T, y,
+                   y_stride, n_threads);
+    return;
+  }
+  rt::MatMul(w, bias, x, x_stride, T, y, y_stride, n_threads);
+}
+
 RecurrentState Runtime::NewState(int64_t batch) const {
   RecurrentState s;
   s.batch = batch;
+  const size_t ssm = impl_->ssm_floats_per_layer(batch) * impl_->hp.n_layer;
   s.conv.assign(impl_->conv_floats_per_layer(batch) * impl_->hp.n_layer, 0.0f);
-  s.ssm.assign(impl_->ssm_floats_per_layer(batch) * impl_->hp.n_layer, 0.0f);
+  if (impl_->any_float_state) s.ssm.assign(ssm, 0.0f);
+  if (impl_->any_int8_state) s.ssm_q.assign(ssm, 0);
   return s;
 }
 
 void Runtime::ResetState(RecurrentState& s) const {
   std::fill(s.conv.begin(), s.conv.end(), 0.0f);
   std::fill(s.ssm.begin(), s.ssm.end(), 0.0f);
+  std::fill(s.ssm_q.begin(), s.ssm_q.end(), int8_t{0});
 }
 
 Status Runtime::Prefill(std::span<const int32_t> tokens, int64_t batch, int64_t seq_len,
@@ -164,7 +316,8 @@ Status Runtime::Impl::Forward(std::span<const int32_t> tokens, int64_t batch, in
   const size_t conv_per_layer = conv_floats_per_layer(batch);
   const size_t ssm_per_layer = ssm_floats_per_layer(batch);
   if (state.batch != batch || state.conv.size() != conv_per_layer * hp.n_layer ||
-      state.ssm.size() != ssm_per_layer * hp.n_layer) {
+      state.ssm.size() != (any_float_state ? ssm_per_layer * hp.n_layer : 0) ||
+      state.ssm_q.size() != (any_int8_state ? ssm_per_layer * hp.n_layer : 0)) {
     return Status(StatusCode::kInvalidArgument,
                   "runtime: recurrent state is for batch " + std::to_string(state.batch) +
                       " (or has the wrong size), tokens are for batch " + std::to_string(batch));
@@ -201,7 +354,17 @@ Status Runtime::Impl::Forward(std::span<const int32_t> tokens, int64_t batch, in
     rt::RmsNormRows(s.hidden.data(), T, dm, layers[l].norm.f32, hp.norm_eps, s.normed.data(),
                     n_threads);
     float* conv_state = state.conv.data() + l * conv_per_layer;
-    float* ssm_state = state.ssm.data() + l * ssm_per_layer;
+    const rt::StateQuant& sq = layers[l].act.state;
+    float* ssm_state = nullptr;
+    int8_t* ssm_codes = nullptr;
+    if (sq.enabled()) {  // int8 cache: dequantize into scratch, run, quantize back
+      rt::Grow(s.state_f32, ssm_per_layer);
+      ssm_state = s.state_f32.data();
+      ssm_codes = state.ssm_q.data() + l * ssm_per_layer;
+      rt::DequantizeState(sq, ssm_codes, static_cast<int64_t>(ssm_per_layer), ssm_state);
+    } else {
+      ssm_state = state.ssm.data() + l * ssm_per_layer;
+    }
     Observe(ObsSite::kInProjInput, l, s.normed.data(), T, dm, dm);
     if (hp.arch == Arch::kMamba1) {
       Mamba1Mixer(l, batch, seq_len, conv_state, ssm_state);
@@ -213,6 +376,7 @@ Status Runtime::Impl::Forward(std::span<const int32_t> tokens, int64_t batch, in
       const int64_t per_seq = static_cast<int64_t>(ssm_per_layer) / batch;
       Observe(ObsSite::kSsmStateFinal, l, ssm_state, batch, per_seq, per_seq);
     }
+    if (ssm_codes) rt::QuantizeState(sq, ssm_state, static_cast<int64_t>(ssm_per_layer), ssm_codes);
     float* h = s.hidden.data();
     const float* o = s.mixer_out.data();
     const int64_t n = T * dm;

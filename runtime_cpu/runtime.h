@@ -21,10 +21,23 @@ class Observer;  // runtime_cpu/observer.h
 //   conv: [n_layer][batch][conv_dim][d_conv-1]   (last d_conv-1 conv inputs, oldest first)
 //   ssm:  mamba1 [n_layer][batch][d_inner][d_state]
 //         mamba2 [n_layer][batch][n_heads][head_dim][d_state]
+//   ssm_q: the same layout as ssm, int8 codes, used by the layers whose file
+//          quantizes the state (site ssm_state of w8a8 / w4a8 files); those
+//          layers' slices of ssm are unused. Each vector is n_layer slices long
+//          when some layer uses it and empty otherwise.
 struct RecurrentState {
   int64_t batch = 0;
   std::vector<float> conv;
   std::vector<float> ssm;
+  std::vector<int8_t> ssm_q;
+};
+
+struct RuntimeOptions {
+  int n_threads = 0;  // <= 0: OpenMP default
+  // Run activation-quantized matmuls on the simulated (fake-quant) path: the
+  // float input is replaced by its int8 grid values and multiplied by the
+  // dequantized weights in fp32. The oracle the integer path is tested against.
+  bool simulate_act_quant = false;
 };
 
 class Runtime {
@@ -32,6 +45,7 @@ class Runtime {
   // The model must outlive the runtime. Float tensors (f16/bf16) are
   // converted to f32 once here; f32 tensors are used in place (zero-copy).
   static Result<std::unique_ptr<Runtime>> Create(const Model& model, int n_threads = 0);
+  static Result<std::unique_ptr<Runtime>> Create(const Model& model, const RuntimeOptions& opts);
   ~Runtime();
 
   const HParams& hparams() const;

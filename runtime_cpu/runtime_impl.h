@@ -6,7 +6,9 @@
 #include <vector>
 
 #include "format/status.h"
+#include "model/act_sites.h"
 #include "model/model.h"
+#include "runtime_cpu/act_quant.h"
 #include "runtime_cpu/hadamard.h"
 #include "runtime_cpu/kernels.h"
 #include "runtime_cpu/observer.h"
@@ -16,6 +18,31 @@
 namespace ssmq {
 
 namespace rt {
+
+// The int8 SSM-state cache of one layer (site ssm_state): state row r (mamba1
+// channel, mamba2 head·head_dim + p) at state index n is stored as
+// clamp(RNE(h / s), ±127) with s = scales[(r / rows_per_group)·d_state + n].
+struct StateQuant {
+  int64_t rows_per_group = 0;
+  int64_t d_state = 0;
+  std::vector<float> scales;  // [d_inner / rows_per_group][d_state]
+  bool enabled() const { return !scales.empty(); }
+};
+
+// n = batch · state floats of one layer (rows of d_state values, row index
+// taken modulo d_inner so batches repeat the scales).
+void DequantizeState(const StateQuant& sq, const int8_t* codes, int64_t n, float* out);
+void QuantizeState(const StateQuant& sq, const float* h, int64_t n, int8_t* codes);
+
+// Activation quantization of one layer (model/act_sites.h): one ActQuant per
+// row site (kNone where the file keeps the site float), the dt_proj input
+// (mamba1: the dt_in slice of x_proj_output) and the state cache.
+struct LayerActs {
+  ActQuant site[kActSiteCount];
+  ActQuant dt_proj_input;
+  StateQuant state;
+  const ActQuant& operator[](ActSite s) const { return site[static_cast<int>(s)]; }
+};
 
 struct LayerWeights {
   Weight norm;           // [d_model]
@@ -35,6 +62,7 @@ struct LayerWeights {
   // out_proj is stored as W H^T, the runtime feeds it H y / sqrt(d_inner).
   bool has_out_proj_hadamard = false;
   HadamardKind out_proj_hadamard;
+  LayerActs act;  // all kNone for float and weight-only files
 };
 
 // Scratch buffers, grown on demand and never shrunk, so that Step does not
@@ -50,9 +78,13 @@ struct Scratch {
   std::vector<float> y;         // [tokens][d_inner]
   std::vector<float> gated;     // mamba2 [tokens][d_inner]
   std::vector<float> per_thread;  // mamba2 chunk-scan scratch, one slice per thread
+  std::vector<int8_t> act_codes;  // int8 matmul input [tokens][cols]
+  std::vector<float> act_row_scales;  // [tokens]
+  std::vector<float> state_f32;   // one layer's dequantized int8 SSM state
 };
 
-inline void Grow(std::vector<float>& v, size_t n) {
+template <typename T>
+inline void Grow(std::vector<T>& v, size_t n) {
   if (v.size() < n) v.resize(n);
 }
 
@@ -62,6 +94,8 @@ struct Runtime::Impl {
   const Model* model = nullptr;
   HParams hp;
   int n_threads = 0;  // <= 0: OpenMP default at call time
+  bool simulate_act_quant = false;  // RuntimeOptions::simulate_act_quant
+  bool any_float_state = true, any_int8_state = false;  // which state buffers exist
   rt::Weight token_embd;   // [vocab, d_model]
   rt::Weight output_norm;  // [d_model]
   rt::Weight output;       // [vocab, d_model] (absent when tied)
@@ -87,6 +121,12 @@ struct Runtime::Impl {
   // The online out_proj-input Hadamard of layer l on T rows of d_inner (stride d_inner),
   // then the kSsmOutput / kOutProjInput observations around it.
   void OutProjInputTransform(int l, float* y, int64_t T);
+
+  // y = w · x̂ where x̂ is x quantized as `aq` says (kNone: plain MatMul).
+  // Integer path: int8 codes -> Int8MatMul (x untouched). Simulated path (the
+  // oracle), or a float weight: x <- x̂ in place, then the float MatMul.
+  void MatMulAct(const rt::Weight& w, const rt::Weight* bias, const rt::ActQuant& aq, float* x,
+                 int64_t x_stride, int64_t T, float* y, int64_t y_stride);
 
   const rt::Weight& lm_head() const { return hp.tied_embeddings ? token_embd : output; }
   size_t conv_floats_per_layer(int64_t batch) const {

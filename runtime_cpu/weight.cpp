@@ -10,13 +10,27 @@
 
 namespace ssmq::rt {
 
-namespace {
-
 std::string ShapeText(const std::vector<int64_t>& s) {
   std::string out = "[";
   for (size_t i = 0; i < s.size(); ++i) out += (i ? ", " : "") + std::to_string(s[i]);
   return out + "]";
 }
+
+void ExpandToF32(Weight& w) {
+  if (!w.quantized()) return;
+  std::vector<float> values(static_cast<size_t>(w.rows * w.cols));
+  for (int64_t r = 0; r < w.rows; ++r) DequantizeRow(w, r, values.data() + r * w.cols);
+  w.converted = std::move(values);
+  w.f32 = w.converted.data();
+  w.format = WeightFormat::kF32;
+  w.codes = nullptr;
+  w.scales = nullptr;
+  w.zeros = nullptr;
+  w.group_size = 0;
+  w.owned_scales.clear();
+}
+
+namespace {
 
 // Rows [r0, r1) of y for tokens [0, n_tokens): 2x4 register tiles (two
 // weight rows against four tokens) so each loaded weight value feeds four

@@ -60,6 +60,13 @@ Result<Weight> LoadWeight(const Model& model, const std::string& name,
 void MatMul(const Weight& w, const Weight* bias, const float* x, int64_t x_stride,
             int64_t n_tokens, float* y, int64_t y_stride, int n_threads);
 
+// Replaces a quantized weight by its dequantized f32 values (owned); used for
+// the small per-channel parameters only, never for matmul weights.
+void ExpandToF32(Weight& w);
+
+// "[a, b]" for error messages.
+std::string ShapeText(const std::vector<int64_t>& shape);
+
 // OpenMP thread count for a parallel region (n <= 0: omp_get_max_threads()).
 int ThreadCount(int n_threads);
 

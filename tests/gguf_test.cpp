@@ -477,7 +477,7 @@ TEST(GgufExport, RefusesWhatGgufCannotExpress) {
   EXPECT_NE(r.status().message().find("Hadamard"), std::string::npos);
 
   Model act = MustImportHf("mamba1-tiny");
-  act.extra.Set("quant.act_scales.blk.0.ssm_in", MetaValue::F32(0.1f));
+  act.extra.Set("blk.0.act.in_proj_input", MetaValue::String("dynamic_per_token"));
   r = ExportGguf(act);
   ASSERT_FALSE(r.ok());
   EXPECT_EQ(r.status().code(), StatusCode::kUnsupported);
