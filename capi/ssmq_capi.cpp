@@ -65,7 +65,6 @@ struct ssmq_model {
 
 struct ssmq_context {
   std::shared_ptr<ModelData> data;
-  std::unique_ptr<ssmq::Model> dequantized;  // when the model had q8/q4 tensors
   std::unique_ptr<ssmq::Runtime> runtime;
   ssmq::RecurrentState state;
   std::vector<float> logits;       // [n_vocab] after the last token
@@ -305,15 +304,8 @@ ssmq_status ssmq_context_create(const ssmq_model* model, int n_threads, ssmq_con
     *out = nullptr;
     auto ctx = std::make_unique<ssmq_context>();
     ctx->data = model->data;
+    // The runtime executes q8/q4 weights and int8 activation sites as stored.
     const ssmq::Model* run_model = &ctx->data->model;
-    bool quantized = false;
-    for (const ssmq::ModelTensor& t : run_model->tensors()) quantized |= ssmq::TraitsOf(t.type).is_quantized;
-    if (quantized) {  // the reference runtime runs float weights
-      ctx->dequantized = std::make_unique<ssmq::Model>(*run_model);
-      ssmq::Status st = ssmq::DequantizeModelTensors(*ctx->dequantized);
-      if (!st.ok()) return Fail(st);
-      run_model = ctx->dequantized.get();
-    }
     auto rt = ssmq::Runtime::Create(*run_model, n_threads > 0 ? n_threads : 0);
     if (!rt.ok()) return Fail(rt.status());
     ctx->runtime = std::move(rt).value();
@@ -380,16 +372,19 @@ ssmq_status ssmq_context_reset(ssmq_context* ctx) {
   });
 }
 
-// Saved state layout: u32 magic "SQST", u32 has_logits, u64 n_conv, u64 n_ssm,
-// u64 n_logits, then the floats (conv, ssm, logits).
+// Saved state layout: u32 magic "SQS2", u32 has_logits, u64 n_conv, u64 n_ssm,
+// u64 n_ssm_q, u64 n_logits, then conv and ssm (f32), the int8 state codes
+// (w8a8 / w4a8 files), logits (f32).
 namespace {
-constexpr uint32_t kStateMagic = 0x54535153;
-constexpr size_t kStateHeader = 32;
+constexpr uint32_t kStateMagic = 0x32535153;
+constexpr size_t kStateHeader = 40;
 }  // namespace
 
 size_t ssmq_context_state_size(const ssmq_context* ctx) {
   if (!ctx) return 0;
-  return kStateHeader + (ctx->state.conv.size() + ctx->state.ssm.size() + ctx->logits.size()) * sizeof(float);
+  return kStateHeader +
+         (ctx->state.conv.size() + ctx->state.ssm.size() + ctx->logits.size()) * sizeof(float) +
+         ctx->state.ssm_q.size();
 }
 
 ssmq_status ssmq_context_state_save(const ssmq_context* ctx, void* buf, size_t capacity) {
@@ -400,14 +395,18 @@ ssmq_status ssmq_context_state_save(const ssmq_context* ctx, void* buf, size_t c
       return Fail(SSMQ_ERR_BUFFER_TOO_SMALL, "the state needs " + std::to_string(need) + " bytes");
     uint8_t* p = static_cast<uint8_t*>(buf);
     const uint32_t head[2] = {kStateMagic, ctx->has_logits ? 1u : 0u};
-    const uint64_t sizes[3] = {ctx->state.conv.size(), ctx->state.ssm.size(), ctx->logits.size()};
+    const uint64_t sizes[4] = {ctx->state.conv.size(), ctx->state.ssm.size(),
+                               ctx->state.ssm_q.size(), ctx->logits.size()};
     std::memcpy(p, head, 8);
-    std::memcpy(p + 8, sizes, 24);
+    std::memcpy(p + 8, sizes, 32);
     p += kStateHeader;
-    for (const std::vector<float>* v : {&ctx->state.conv, &ctx->state.ssm, &ctx->logits}) {
+    for (const std::vector<float>* v : {&ctx->state.conv, &ctx->state.ssm}) {
       if (!v->empty()) std::memcpy(p, v->data(), v->size() * sizeof(float));
       p += v->size() * sizeof(float);
     }
+    if (!ctx->state.ssm_q.empty()) std::memcpy(p, ctx->state.ssm_q.data(), ctx->state.ssm_q.size());
+    p += ctx->state.ssm_q.size();
+    if (!ctx->logits.empty()) std::memcpy(p, ctx->logits.data(), ctx->logits.size() * sizeof(float));
     return SSMQ_OK;
   });
 }
@@ -418,25 +417,30 @@ ssmq_status ssmq_context_state_restore(ssmq_context* ctx, const void* buf, size_
     if (size < kStateHeader) return Fail(SSMQ_ERR_TRUNCATED, "saved state is shorter than its header");
     const uint8_t* p = static_cast<const uint8_t*>(buf);
     uint32_t head[2];
-    uint64_t sizes[3];
+    uint64_t sizes[4];
     std::memcpy(head, p, 8);
-    std::memcpy(sizes, p + 8, 24);
+    std::memcpy(sizes, p + 8, 32);
     if (head[0] != kStateMagic) return Fail(SSMQ_ERR_BAD_MAGIC, "not a saved ssmq context state");
     const int64_t vocab = ctx->runtime->hparams().vocab_size;
     if (sizes[0] != ctx->state.conv.size() || sizes[1] != ctx->state.ssm.size() ||
-        (sizes[2] != 0 && sizes[2] != static_cast<uint64_t>(vocab)))
+        sizes[2] != ctx->state.ssm_q.size() ||
+        (sizes[3] != 0 && sizes[3] != static_cast<uint64_t>(vocab)))
       return Fail(SSMQ_ERR_BAD_SHAPE, "saved state was made by a different model");
-    const size_t need = kStateHeader + (sizes[0] + sizes[1] + sizes[2]) * sizeof(float);
+    const size_t need = kStateHeader + (sizes[0] + sizes[1] + sizes[3]) * sizeof(float) + sizes[2];
     if (size != need)
       return Fail(SSMQ_ERR_TRUNCATED, "saved state has " + std::to_string(size) + " bytes, expected " +
                                           std::to_string(need));
     p += kStateHeader;
     std::memcpy(ctx->state.conv.data(), p, sizes[0] * sizeof(float));
     p += sizes[0] * sizeof(float);
-    std::memcpy(ctx->state.ssm.data(), p, sizes[1] * sizeof(float));
+    if (sizes[1]) std::memcpy(ctx->state.ssm.data(), p, sizes[1] * sizeof(float));
     p += sizes[1] * sizeof(float);
-    ctx->logits.assign(reinterpret_cast<const float*>(p), reinterpret_cast<const float*>(p) + sizes[2]);
-    ctx->has_logits = head[1] != 0 && sizes[2] != 0;
+    if (sizes[2]) std::memcpy(ctx->state.ssm_q.data(), p, sizes[2]);
+    p += sizes[2];
+    std::vector<float> logits(sizes[3]);
+    if (sizes[3]) std::memcpy(logits.data(), p, sizes[3] * sizeof(float));
+    ctx->logits = std::move(logits);
+    ctx->has_logits = head[1] != 0 && sizes[3] != 0;
     return SSMQ_OK;
   });
 }

@@ -209,12 +209,36 @@ Status AddLayerSites(Model& m, const CalibResult& calib, int l, const ActCompone
   return Status::Ok();
 }
 
-// Quamba's int8 small tensors: conv1d weight per channel, mamba1 A_log per row.
+// A 1-D float tensor as q8 with one scale (Quamba's per-tensor absmax).
+Status QuantizePerTensor1D(Model& m, const std::string& name) {
+  const ModelTensor* t = m.Find(name);
+  if (!t || t->shape.size() != 1) {
+    return Status(StatusCode::kNotFound, "act recipe: 1-D tensor '" + name + "' not found");
+  }
+  const std::vector<int64_t> shape = t->shape;
+  SSMQ_ASSIGN_OR_RETURN(std::vector<float> v, m.ReadAsF32(name));
+  QuantInfo info;
+  info.granularity = ScaleGranularity::kPerTensor;
+  SSMQ_ASSIGN_OR_RETURN(QuantizedTensor q, QuantizeQ8(v, static_cast<uint64_t>(shape[0]), 1, info));
+  ModelTensor codes = ModelTensor::Owned(name, TensorType::kQ8, shape, std::move(q.codes));
+  codes.quant = info;
+  m.SetTensor(std::move(codes));
+  m.SetTensor(ModelTensor::FromF32(name + ".scale", {1}, q.scales));
+  return Status::Ok();
+}
+
+// Quamba's int8 small tensors: conv1d weight (per channel here, per tensor in
+// Quamba), A_log (mamba1 per row; mamba2 per tensor), D (per tensor) and the
+// mamba1 dt bias (per tensor; Quamba2 keeps the mamba2 dt bias fp16).
 Status QuantizeSmallTensors(Model& m, int l) {
   SSMQ_RETURN_IF_ERROR(
       QuantizeTensor(m, LayerTensorName(l, "ssm_conv1d.weight"), WeightBits::kW8, 0));
+  SSMQ_RETURN_IF_ERROR(QuantizePerTensor1D(m, LayerTensorName(l, "ssm_d")));
   if (m.hp.arch == Arch::kMamba1) {
     SSMQ_RETURN_IF_ERROR(QuantizeTensor(m, LayerTensorName(l, "ssm_a_log"), WeightBits::kW8, 0));
+    SSMQ_RETURN_IF_ERROR(QuantizePerTensor1D(m, LayerTensorName(l, "ssm_dt.bias")));
+  } else {
+    SSMQ_RETURN_IF_ERROR(QuantizePerTensor1D(m, LayerTensorName(l, "ssm_a_log")));
   }
   return Status::Ok();
 }
@@ -223,8 +247,14 @@ Status QuantizeSmallTensors(Model& m, int l) {
 
 Result<ActComponents> RecipeComponents(const std::string& recipe) {
   ActComponents c;  // ssmq
-  if (recipe == "ssmq") return c;
+  if (recipe == "ssmq") {
+    // The residual rotation unties a tied LM head (one more vocab x d_model
+    // matrix: +6% of the w8a8 file on the fixtures) for ~0.1% perplexity.
+    c.rotate_residual = false;
+    return c;
+  }
   if (recipe == "quamba") {
+    c.rotate_residual = true;  // Quamba always rotates (configure_model)
     c.out_proj_dynamic = false;
     c.segment_scales = false;  // mamba1: one in_proj output scale; mamba2 keeps its segments
     c.small_int8 = true;

@@ -7,7 +7,7 @@
 //
 // component        | naive | quamba (faithful)          | ssmq (default)
 // -----------------+-------+----------------------------+------------------------------
-// rotate_residual  | off   | on                         | on
+// rotate_residual  | off   | on                         | off (it unties the LM head)
 // hadamard         | off   | on (online, out_proj input)| on
 // percentile       | off   | SSM input x (mamba1), state| same
 // reorder (mamba2) | off   | sort + cluster heads/dims  | same
@@ -15,7 +15,7 @@
 // group_bc (m2)    | off   | B, C scale per SSD group   | same
 // segment_scales   | off   | in_proj output per segment (mamba2 only)   | both archs
 // out_proj_dynamic | off   | off (static per tensor)    | on: per-token scale, computed online
-// small_int8       | off   | conv1d weight, mamba1 A_log int8 | off (kept f16)
+// small_int8       | off   | conv1d weight, A_log, D, (m1) dt bias int8 | off (kept f16)
 // state_int8       | on    | on                         | on
 //
 // Every other site is static per tensor (min-max).
@@ -35,7 +35,7 @@
 namespace ssmq {
 
 struct ActComponents {
-  bool rotate_residual = true;
+  bool rotate_residual = false;
   bool hadamard = true;
   bool percentile = true;
   bool reorder = true;

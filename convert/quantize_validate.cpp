@@ -6,6 +6,7 @@
 #include <limits>
 #include <memory>
 
+#include "runtime_cpu/hadamard.h"
 #include "runtime_cpu/observer.h"
 #include "runtime_cpu/runtime.h"
 
@@ -24,13 +25,15 @@ class MixerOutputRecorder : public Observer {
     outputs_[static_cast<size_t>(layer)].assign(data, data + rows * cols);
   }
   const std::vector<float>& output(int layer) const { return outputs_[static_cast<size_t>(layer)]; }
+  std::vector<float>& mutable_output(int layer) { return outputs_[static_cast<size_t>(layer)]; }
 
  private:
   std::vector<std::vector<float>> outputs_;
 };
 
 bool IsAuxTensor(const std::string& name) {
-  return name.ends_with(".scale") || name.ends_with(".zero");
+  return name.ends_with(".scale") || name.ends_with(".zero") ||
+         name.find(".act.") != std::string::npos;
 }
 
 // log-softmax of one row into out (double).
@@ -109,6 +112,23 @@ Result<ValidationReport> ValidateQuantized(const Model& quant, const Model& refe
     Status st = rt_q->Prefill(act_ids, n_act, L, s, logits_q);
     rt_q->SetObserver(nullptr);
     SSMQ_RETURN_IF_ERROR(st);
+  }
+  // A residual rotation (quant.residual_hadamard.*) puts the quantized
+  // model's mixer outputs in the rotated basis: rotate the reference's too.
+  const MetaValue* rot_base = quant.extra.Find("quant.residual_hadamard.base");
+  const bool rotate_ref = rot_base && !reference.extra.Find("quant.residual_hadamard.base");
+  if (rotate_ref) {
+    SSMQ_ASSIGN_OR_RETURN(const HadamardKind kind, ChooseHadamard(a.d_model));
+    SSMQ_ASSIGN_OR_RETURN(const uint64_t base, rot_base->AsUInt());
+    if (static_cast<int64_t>(base) != kind.base) {
+      return Status(StatusCode::kUnsupported, "validate: residual Hadamard base " +
+                                                  std::to_string(base) + " is not ours");
+    }
+    for (int l = 0; l < a.n_layer; ++l) {
+      std::vector<float>& out = rec_ref.mutable_output(l);
+      HadamardTransformRows(kind, out.data(), static_cast<int64_t>(out.size()) / a.d_model,
+                            a.d_model, opts.n_threads);
+    }
   }
   for (int l = 0; l < a.n_layer; ++l) {
     rep.layers.push_back({l, Sqnr(rec_ref.output(l), rec_q.output(l))});

@@ -2,8 +2,11 @@
 // quantized Model with its quant.* metadata.
 #include "convert/recipe.h"
 
+#include <algorithm>
+#include <cstdio>
 #include <cstdlib>
 
+#include "convert/auto_mix.h"
 #include "convert/hf_import.h"
 
 namespace ssmq {
@@ -66,6 +69,25 @@ Result<std::vector<std::string>> ParseLayerSchemes(const std::string& spec, int6
   return out;
 }
 
+// Weight quantization of a prepared float model: per-layer bits from the
+// scheme names, embedding/head bits, int4 scale search; GPTQ first when asked
+// (it quantizes the matmul weights it has Hessians for; QuantizeWeights skips them).
+Status QuantizeModelWeights(Model& model, const QuantRecipeOptions& opts,
+                            const std::vector<std::string>& per_layer, WeightQuantOptions& w) {
+  w = WeightQuantOptions{};
+  w.bits = BitsOf(opts.scheme);
+  w.group_size = opts.group_size;
+  w.keep_lm_head = opts.keep_lm_head;
+  for (const std::string& s : per_layer) w.layer_bits.push_back(BitsOf(s));
+  if (opts.head_bits != 0 && opts.head_bits != 4 && opts.head_bits != 8) {
+    return Status(StatusCode::kInvalidArgument, "--head-bits must be 4 or 8");
+  }
+  if (opts.head_bits != 0) w.embedding_bits = opts.head_bits == 4 ? WeightBits::kW4 : WeightBits::kW8;
+  w.head_group_size = opts.head_group_size;
+  w.mse_scale_search = !opts.rtn;
+  return QuantizeWeights(model, w);
+}
+
 Status ApplyQuantRecipe(Model& model, const QuantRecipeOptions& opts) {
   if (!IsQuantScheme(opts.scheme)) {
     return Status(StatusCode::kInvalidArgument, "unknown quantization scheme '" + opts.scheme + "'");
@@ -81,6 +103,15 @@ Status ApplyQuantRecipe(Model& model, const QuantRecipeOptions& opts) {
     mixed = mixed || s != per_layer.front();
     layer_a8.push_back(IsA8Scheme(s));
     any_a8 = any_a8 || IsA8Scheme(s);
+  }
+  const uint64_t f16_bytes = F16Bytes(model);
+  if (!opts.auto_mix.empty()) {
+    if (!opts.layer_schemes.empty()) {
+      return Status(StatusCode::kInvalidArgument, "--auto-mix and --layer-schemes exclude each other");
+    }
+    if (opts.calib_text.empty()) {
+      return Status(StatusCode::kInvalidArgument, "--auto-mix needs calibration text (--calib FILE)");
+    }
   }
   SSMQ_RETURN_IF_ERROR(CastFloatTensors(model, TensorType::kF32));
   std::string act_text;
@@ -107,17 +138,37 @@ Status ApplyQuantRecipe(Model& model, const QuantRecipeOptions& opts) {
   }
 
   WeightQuantOptions w;
-  w.bits = BitsOf(opts.scheme);
-  w.group_size = opts.group_size;
-  w.keep_lm_head = opts.keep_lm_head;
-  for (const std::string& s : per_layer) w.layer_bits.push_back(BitsOf(s));
-  if (opts.head_bits != 0 && opts.head_bits != 4 && opts.head_bits != 8) {
-    return Status(StatusCode::kInvalidArgument, "--head-bits must be 4 or 8");
+  auto quantize = [&](Model& m, const std::vector<std::string>& schemes) -> Status {
+    return QuantizeModelWeights(m, opts, schemes, w);
+  };
+  std::string mix_text;
+  if (!opts.auto_mix.empty()) {
+    AutoMixOptions am;
+    SSMQ_ASSIGN_OR_RETURN(am.budget_bytes,
+                          ParseSizeBudget(opts.auto_mix, static_cast<double>(f16_bytes)));
+    am.low = any_a8 ? "w4a8" : "w4a16";
+    am.high = any_a8 ? "w8a8" : "w8a16";
+    am.text = opts.calib_text;
+    am.seqlen = opts.calib.seqlen;
+    am.threads = opts.calib.threads;
+    if (opts.progress) opts.progress("auto-mix sensitivity", 0, 1);
+    SSMQ_ASSIGN_OR_RETURN(AutoMixPlan plan, PlanAutoMix(model, am, quantize));
+    if (opts.progress) opts.progress("auto-mix sensitivity", 1, 1);
+    per_layer = plan.layer_schemes;
+    mixed = std::any_of(per_layer.begin(), per_layer.end(),
+                        [&](const std::string& x) { return x != per_layer.front(); });
+    char buf[160];
+    std::snprintf(buf, sizeof buf, "; auto-mix budget %s (%.0f B): tensors %llu B, NLL %+.4f vs all-",
+                  opts.auto_mix.c_str(), am.budget_bytes,
+                  static_cast<unsigned long long>(plan.bytes_plan), plan.nll_plan - plan.nll_high);
+    mix_text = buf + am.high + ", layers";
+    for (size_t l = 0; l < per_layer.size(); ++l) {
+      std::snprintf(buf, sizeof buf, " %zu:%s(dNLL %.4f)", l, per_layer[l].c_str(),
+                    plan.sensitivity[l]);
+      mix_text += buf;
+    }
   }
-  if (opts.head_bits != 0) w.embedding_bits = opts.head_bits == 4 ? WeightBits::kW4 : WeightBits::kW8;
-  w.head_group_size = opts.head_group_size;
-  w.mse_scale_search = !opts.rtn;
-  SSMQ_RETURN_IF_ERROR(QuantizeWeights(model, w));
+  SSMQ_RETURN_IF_ERROR(quantize(model, per_layer));
   if (opts.small_tensors_f16) {
     // Only float tensors that are not scales remain: cast them (scales stay f32).
     SSMQ_RETURN_IF_ERROR(CastFloatTensors(model, TensorType::kF16));
@@ -130,7 +181,7 @@ Status ApplyQuantRecipe(Model& model, const QuantRecipeOptions& opts) {
   const std::string int4 = std::string(w.mse_scale_search ? "least-squares clipped scale"
                                                           : "absmax scale") +
                            ", round half to even";
-  std::string recipe = "ssmq weight-only: matmul weights " +
+  std::string recipe = std::string(any_a8 ? "ssmq" : "ssmq weight-only") + ": matmul weights " +
                        (w.bits == WeightBits::kW4
                             ? "int4 symmetric per group of " + g +
                                   " along the input dim (else the largest even divisor), " + int4
@@ -141,7 +192,7 @@ Status ApplyQuantRecipe(Model& model, const QuantRecipeOptions& opts) {
                        (opts.keep_lm_head ? "; lm_head (tied: embedding) kept f32" : "") +
                        "; other tensors " + (opts.small_tensors_f16 ? "f16" : "f32");
   if (!opts.layer_schemes.empty()) recipe += "; layer schemes " + opts.layer_schemes;
-  recipe += act_text;
+  recipe += act_text + mix_text;
   model.extra.Set("quant.scheme", MetaValue::String(mixed ? "mixed" : per_layer.front()));
   model.extra.Set("quant.recipe", MetaValue::String(recipe));
   model.extra.Set("quant.group_size", MetaValue::U32(opts.group_size));

@@ -37,6 +37,10 @@ struct QuantRecipeOptions {
   CalibOptions calib;
   std::string_view calib_text;    // required when any layer is a8
   std::function<void(const std::string& stage, int64_t done, int64_t total)> progress;
+  // Per-layer schemes picked by sensitivity to fit a size (convert/auto_mix.h):
+  // "0.35x" of the f16 file, "4MB", ...; candidates w4a8/w8a8 (a8 scheme) or
+  // w4a16/w8a16. Excludes layer_schemes.
+  std::string auto_mix;
 };
 
 bool IsA8Scheme(const std::string& scheme);

@@ -63,6 +63,13 @@ Status RotateResidual(Model& model) {
     model.SetTensor(ModelTensor::FromF32("output.weight", shape, embd));
     model.hp.tied_embeddings = false;
   }
+  if (model.extra.Find("quant.residual_hadamard.size")) {
+    return Status(StatusCode::kInvalidArgument, "rotate: the residual stream is already rotated");
+  }
+  // Provenance (spec §4.1): tools comparing activations with the float model
+  // (ssmq validate) rotate the float model's residual-basis values the same way.
+  model.extra.Set("quant.residual_hadamard.size", MetaValue::U32(static_cast<uint32_t>(dm)));
+  model.extra.Set("quant.residual_hadamard.base", MetaValue::U32(static_cast<uint32_t>(kind.base)));
   // LM head: fold the final norm, rotate its input.
   SSMQ_ASSIGN_OR_RETURN(std::vector<float> head, ReadFloat(model, "output.weight"));
   SSMQ_ASSIGN_OR_RETURN(std::vector<float> final_norm, ReadFloat(model, "output_norm.weight"));

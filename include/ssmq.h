@@ -138,8 +138,9 @@ SSMQ_API ssmq_status ssmq_detokenize(const ssmq_model* model, const int32_t* ids
 typedef struct ssmq_context ssmq_context;
 
 /* n_threads <= 0: the runtime's default. The context keeps what it needs of
- * the model alive (the model may be freed first). Models holding q8/q4
- * tensors are run on their f32 dequantization by this reference runtime. */
+ * the model alive (the model may be freed first). q8/q4 weights and the int8
+ * activation sites of w8a8 / w4a8 files are executed as stored (integer
+ * kernels), exactly like the `ssmq` CLI. */
 SSMQ_API ssmq_status ssmq_context_create(const ssmq_model* model, int n_threads, ssmq_context** out);
 SSMQ_API void ssmq_context_free(ssmq_context* ctx);
 
@@ -152,7 +153,9 @@ SSMQ_API const float* ssmq_context_logits(const ssmq_context* ctx, size_t* n_voc
 SSMQ_API ssmq_status ssmq_context_greedy_token(const ssmq_context* ctx, int32_t* token);
 /* Zeroes the state (a new sequence). */
 SSMQ_API ssmq_status ssmq_context_reset(ssmq_context* ctx);
-/* The recurrent state (conv + ssm, f32) and the last logits as bytes. */
+/* The recurrent state (conv + ssm f32, int8 ssm codes for w8a8 / w4a8 files)
+ * and the last logits as bytes; restore accepts only a state saved by the
+ * same model. */
 SSMQ_API size_t ssmq_context_state_size(const ssmq_context* ctx);
 SSMQ_API ssmq_status ssmq_context_state_save(const ssmq_context* ctx, void* buf, size_t capacity);
 SSMQ_API ssmq_status ssmq_context_state_restore(ssmq_context* ctx, const void* buf, size_t size);

@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <numeric>
 #include <string>
 
 #include "model/arch.h"
@@ -41,6 +42,21 @@ Status CheckHParams(const HParams& hp) {
                std::to_string(hp.d_inner));
   }
   return Status::Ok();
+}
+
+// Widens static groups to the longest runs of equal scales (the gcd of the
+// positions where the value changes), so per-segment scales stored per channel
+// run the integer kernels with wide blocks. The values are unchanged.
+void CoarsenGroups(rt::ActQuant& aq, int64_t width) {
+  int64_t g = width;
+  for (size_t k = 1; k < aq.scales.size(); ++k) {
+    if (aq.scales[k] != aq.scales[k - 1]) g = std::gcd(g, static_cast<int64_t>(k) * aq.group);
+  }
+  if (g == aq.group) return;
+  std::vector<float> wide(static_cast<size_t>(width / g));
+  for (size_t k = 0; k < wide.size(); ++k) wide[k] = aq.scales[k * static_cast<size_t>(g / aq.group)];
+  aq.scales = std::move(wide);
+  aq.group = g;
 }
 
 // Reads one site's mode (metadata blk.{i}.act.{name}) and static scales
@@ -100,6 +116,7 @@ Status LoadActSite(const Model& m, const HParams& hp, int l, ActSite site, rt::A
     aq.mode = rt::ActQuant::Mode::kStatic;
     aq.group = width / n;
     aq.scales = std::move(scales);
+    CoarsenGroups(aq, width);
   }
   return Status::Ok();
 }
@@ -121,6 +138,7 @@ Result<rt::ActQuant> SliceActQuant(const rt::ActQuant& aq, int64_t c0, int64_t c
                                              std::to_string(c1) + ")");
   }
   out.scales.assign(aq.scales.begin() + c0 / aq.group, aq.scales.begin() + c1 / aq.group);
+  CoarsenGroups(out, c1 - c0);
   return out;
 }
 

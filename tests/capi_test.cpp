@@ -9,7 +9,11 @@
 
 #include <nlohmann/json.hpp>
 
+#include <span>
+
 #include "convert/hf_import.h"
+#include "convert/recipe.h"
+#include "runtime_cpu/runtime.h"
 #include "model/model_io.h"
 #include "tests/test_util.h"
 
@@ -157,6 +161,50 @@ TEST(CApi, GreedyAndStateSaveRestoreMatchTheReference) {
   EXPECT_EQ(tok, want[prompt.size()]);
   const int32_t bad = 5000;
   EXPECT_EQ(ssmq_context_feed(cp.c, &bad, 1), SSMQ_ERR_INVALID_ARGUMENT);
+}
+
+// A w8a8 file runs through the C API on the same integer path as the C++
+// runtime (identical logits), and its int8 state survives save/restore.
+TEST(CApi, W8A8ModelMatchesTheRuntimeAndSavesItsInt8State) {
+  const std::string dir = ssmq::testing::MakeTempDir("capi_a8");
+  ssmq::Model m = ssmq::testing::FixtureModel("mamba2-tiny");
+  const std::string text =
+      ssmq::testing::ReadFileText(ssmq::testing::FixturesDir() + "/data/tinyshakespeare.txt");
+  ssmq::QuantRecipeOptions q;
+  q.scheme = "w8a8";
+  q.calib_text = text;
+  q.calib.samples = 4;
+  ASSERT_TRUE(ssmq::ApplyQuantRecipe(m, q).ok());
+  ASSERT_TRUE(ssmq::SaveModel(m, dir + "/a8.ssmq").ok());
+  auto loaded = ssmq::LoadModel(dir + "/a8.ssmq");
+  ASSERT_TRUE(loaded.ok());
+  auto rt = ssmq::Runtime::Create(*loaded, 1);
+  ASSERT_TRUE(rt.ok());
+  const std::vector<int32_t> ids = ssmq::testing::ReferenceInputIds("mamba2-tiny");
+  const std::vector<int32_t> first(ids.begin(), ids.begin() + 32);
+  ssmq::RecurrentState st = (*rt)->NewState(1);
+  std::vector<float> want, after;
+  ASSERT_TRUE((*rt)->Prefill(first, 1, 32, st, want).ok());
+  ASSERT_TRUE((*rt)->Step(std::span(ids).subspan(32, 1), st, after).ok());
+
+  ModelPtr mp;
+  ASSERT_EQ(ssmq_model_open((dir + "/a8.ssmq").c_str(), &mp.m), SSMQ_OK) << ssmq_last_error();
+  CtxPtr cp;
+  ASSERT_EQ(ssmq_context_create(mp.m, 1, &cp.c), SSMQ_OK) << ssmq_last_error();
+  ASSERT_EQ(ssmq_context_feed(cp.c, first.data(), first.size()), SSMQ_OK);
+  size_t n_vocab = 0;
+  const float* logits = ssmq_context_logits(cp.c, &n_vocab);
+  ASSERT_NE(logits, nullptr);
+  const int64_t V = loaded->hp.vocab_size;
+  EXPECT_EQ(std::vector<float>(logits, logits + V), std::vector<float>(want.end() - V, want.end()));
+  std::vector<uint8_t> saved(ssmq_context_state_size(cp.c));
+  ASSERT_EQ(ssmq_context_state_save(cp.c, saved.data(), saved.size()), SSMQ_OK);
+  ASSERT_EQ(ssmq_context_feed(cp.c, &ids[32], 1), SSMQ_OK);
+  ASSERT_EQ(ssmq_context_reset(cp.c), SSMQ_OK);
+  ASSERT_EQ(ssmq_context_state_restore(cp.c, saved.data(), saved.size()), SSMQ_OK);
+  ASSERT_EQ(ssmq_context_feed(cp.c, &ids[32], 1), SSMQ_OK);
+  logits = ssmq_context_logits(cp.c, &n_vocab);
+  EXPECT_EQ(std::vector<float>(logits, logits + V), after);
 }
 
 TEST(CApi, ErrorsAreCodesWithMessages) {

@@ -1,0 +1,383 @@
+// w8a8 / w4a8 end to end on the fixtures: the recipes (convert/act_recipe.h),
+// the file representation (spec §6.5), the integer runtime path against the
+// simulated (fake-quant) oracle, the int8 state cache, perplexity targets and
+// typed errors for broken activation metadata.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <functional>
+#include <map>
+
+#include "convert/hf_import.h"
+#include "convert/recipe.h"
+#include "model/act_sites.h"
+#include "model/arch.h"
+#include "model/model_io.h"
+#include "runtime_cpu/observer.h"
+#include "runtime_cpu/runtime.h"
+#include "test_util.h"
+#include "tokenizer/tokenizer.h"
+
+namespace ssmq {
+namespace {
+
+using testing::FixtureModel;
+using testing::FixturesDir;
+using testing::HeavyTestsEnabled;
+using testing::MakeTempDir;
+using testing::ReadFileText;
+using testing::ReferenceInputIds;
+
+const std::string& FixtureText() {
+  static const std::string text = ReadFileText(FixturesDir() + "/data/tinyshakespeare.txt");
+  return text;
+}
+
+const std::string& ValText() {
+  static const std::string val = FixtureText().substr(
+      static_cast<size_t>(std::floor(0.9 * FixtureText().size())));  // ASCII file
+  return val;
+}
+
+// Quantized fixture (recipe defaults but 8 calibration windows of 256 tokens
+// instead of 32, to keep the suite fast; seed 0), written and reloaded, once
+// per (fixture, scheme, recipe).
+constexpr int64_t kCalibSamples = 8;
+const Model& Quantized(const std::string& fixture, const std::string& scheme,
+                       const std::string& recipe = "ssmq") {
+  static std::map<std::string, Model> cache;
+  const std::string key = fixture + "/" + scheme + "/" + recipe;
+  auto it = cache.find(key);
+  if (it != cache.end()) return it->second;
+  Model m = FixtureModel(fixture);
+  QuantRecipeOptions opts;
+  opts.scheme = scheme;
+  opts.recipe = recipe;
+  opts.calib_text = FixtureText();
+  opts.calib.samples = kCalibSamples;
+  Status st = ApplyQuantRecipe(m, opts);
+  if (!st.ok()) {
+    ADD_FAILURE() << st.ToString();
+    std::abort();
+  }
+  const std::string path = MakeTempDir("a8") + "/" + fixture + "-" + scheme + "-" + recipe + ".ssmq";
+  st = SaveModel(m, path);
+  if (!st.ok()) std::abort();
+  auto loaded = LoadModel(path);
+  if (!loaded.ok()) std::abort();
+  return cache.emplace(key, std::move(*loaded)).first->second;
+}
+
+double ValPerplexity(const Model& model, int64_t n_windows, bool simulate = false) {
+  auto tok = Tokenizer::FromJson(model.tokenizer_json);
+  EXPECT_TRUE(tok.ok());
+  std::vector<int32_t> ids = (*tok)->Encode(ValText());
+  if (n_windows > 0 && static_cast<int64_t>(ids.size()) > n_windows * 256)
+    ids.resize(static_cast<size_t>(n_windows * 256));
+  RuntimeOptions ro;
+  ro.n_threads = 2;
+  ro.simulate_act_quant = simulate;
+  auto rt = Runtime::Create(model, ro);
+  EXPECT_TRUE(rt.ok()) << rt.status().ToString();
+  auto r = EvaluatePerplexity(**rt, ids, 256, 8);
+  EXPECT_TRUE(r.ok()) << r.status().ToString();
+  return r.ok() ? r->perplexity : NAN;
+}
+
+// ------------------------------------------------------------ file contents
+
+TEST(A8Recipe, FileRecordsSitesScalesAndProvenance) {
+  const Model& m = Quantized("mamba1-tiny", "w8a8");
+  EXPECT_EQ(*m.extra.GetString("quant.scheme"), "w8a8");
+  EXPECT_TRUE(m.extra.Find("quant.calib.text_xxh3"));
+  EXPECT_EQ(*m.extra.GetInt("quant.calib.samples"), kCalibSamples);
+  EXPECT_NE(m.extra.GetString("quant.recipe")->find("recipe ssmq"), std::string::npos);
+  for (int l = 0; l < m.hp.n_layer; ++l) {
+    EXPECT_EQ(*m.extra.GetString(ActModeKey(l, ActSite::kInProjInput)), "static");
+    EXPECT_EQ(*m.extra.GetString(ActModeKey(l, ActSite::kOutProjInput)), "dynamic_per_token");
+    const ModelTensor* s = m.Find(ActScaleTensor(l, ActSite::kInProjInput));
+    ASSERT_NE(s, nullptr);
+    EXPECT_EQ(s->type, TensorType::kF32);  // scales never cast to f16
+    EXPECT_EQ(s->shape, std::vector<int64_t>{1});
+    const ModelTensor* st = m.Find(ActScaleTensor(l, ActSite::kSsmState));
+    ASSERT_NE(st, nullptr);
+    EXPECT_EQ(st->shape, (std::vector<int64_t>{1, m.hp.d_state}));
+    EXPECT_EQ(m.Find(LayerTensorName(l, "ssm_in.weight"))->type, TensorType::kQ8);
+    EXPECT_TRUE(m.extra.Find("blk." + std::to_string(l) + ".hadamard.ssm_out.size"));
+  }
+  // No residual rotation by default: the LM head stays tied to the embedding.
+  EXPECT_TRUE(m.hp.tied_embeddings);
+  EXPECT_EQ(m.Find("output.weight"), nullptr);
+  // The faithful recipe rotates the residual stream, which unties the head.
+  const Model& q = Quantized("mamba1-tiny", "w8a8", "quamba");
+  EXPECT_FALSE(q.hp.tied_embeddings);
+  EXPECT_NE(q.Find("output.weight"), nullptr);
+  EXPECT_EQ(q.Find(LayerTensorName(0, "ssm_a_log"))->type, TensorType::kQ8);
+}
+
+TEST(A8Recipe, Mamba2FaithfulRecipeStoresReorderClustersAndGroupScales) {
+  const Model& m = Quantized("mamba2-tiny", "w8a8", "quamba");
+  const HParams& hp = m.hp;
+  for (int l = 0; l < hp.n_layer; ++l) {
+    EXPECT_NE(m.Find("blk." + std::to_string(l) + ".perm.x_channels"), nullptr);
+    const ModelTensor* conv = m.Find(ActScaleTensor(l, ActSite::kConvOutput));
+    ASSERT_NE(conv, nullptr);
+    ASSERT_EQ(conv->shape, std::vector<int64_t>{hp.conv_dim()});
+    const float* s = conv->f32();
+    // B and C: one scale per SSD group
+    for (int64_t g = 0; g < hp.n_groups; ++g) {
+      for (int64_t n = 1; n < hp.d_state; ++n) {
+        const int64_t b0 = hp.d_inner + g * hp.d_state;
+        EXPECT_EQ(s[b0 + n], s[b0]);
+      }
+    }
+    // x: at most n_groups · 4 · 4 distinct values
+    std::vector<float> xs(s, s + hp.d_inner);
+    std::sort(xs.begin(), xs.end());
+    EXPECT_LE(std::unique(xs.begin(), xs.end()) - xs.begin(), hp.n_groups * 16);
+    EXPECT_EQ(*m.extra.GetString(ActModeKey(l, ActSite::kOutProjInput)), "static");
+    EXPECT_EQ(m.Find(LayerTensorName(l, "ssm_conv1d.weight"))->type, TensorType::kQ8);
+    const ModelTensor* st = m.Find(ActScaleTensor(l, ActSite::kSsmState));
+    ASSERT_NE(st, nullptr);
+    EXPECT_EQ(st->shape, (std::vector<int64_t>{hp.n_heads, hp.d_state}));
+  }
+}
+
+TEST(A8Recipe, FileSizeWithinTarget) {
+  // w8a8 <= 0.55x the f16 file of the same model (issue target).
+  for (const char* fixture : {"mamba1-tiny", "mamba2-tiny"}) {
+    Model f16 = FixtureModel(fixture);
+    ASSERT_TRUE(CastFloatTensors(f16, TensorType::kF16).ok());
+    const std::string dir = MakeTempDir("a8size");
+    ASSERT_TRUE(SaveModel(f16, dir + "/f16.ssmq").ok());
+    ASSERT_TRUE(SaveModel(Quantized(fixture, "w8a8"), dir + "/w8a8.ssmq").ok());
+    const double ratio = static_cast<double>(std::filesystem::file_size(dir + "/w8a8.ssmq")) /
+                         static_cast<double>(std::filesystem::file_size(dir + "/f16.ssmq"));
+    std::printf("[%s] w8a8 file / f16 file = %.3f\n", fixture, ratio);
+    EXPECT_LE(ratio, 0.55);
+  }
+}
+
+TEST(A8Recipe, NeedsCalibrationTextAndKnownRecipe) {
+  Model m = FixtureModel("mamba1-tiny");
+  QuantRecipeOptions opts;
+  opts.scheme = "w8a8";
+  EXPECT_EQ(ApplyQuantRecipe(m, opts).code(), StatusCode::kInvalidArgument);
+  opts.calib_text = FixtureText();
+  opts.recipe = "smoothquant";
+  EXPECT_EQ(ApplyQuantRecipe(m, opts).code(), StatusCode::kInvalidArgument);
+  opts.recipe = "ssmq";
+  opts.switches = {{"no-such-component", true}};
+  EXPECT_EQ(ApplyQuantRecipe(m, opts).code(), StatusCode::kInvalidArgument);
+}
+
+// ------------------------------------------------------------ integer vs oracle
+
+// The integer path (int8 x int8 -> int32 kernels) against the simulated path
+// (the same quantization grid, float matmuls with dequantized weights). Per op
+// the two differ only in fp32 summation order (act_quant_test pins that at
+// 1e-5 relative); through a model, an activation that lands within that
+// difference of a rounding boundary takes the neighbouring code, and the flip
+// propagates. So the model-level check is statistical: the mixer output of
+// layer 0 (one in_proj, conv, x_proj/dt_proj, scan, out_proj chain) agrees to
+// 1e-2 relative L2, argmax agrees on >= 97% of the reference positions, and
+// perplexity on 8 val windows agrees to 0.3%.
+class SiteCapture : public Observer {
+ public:
+  void Observe(ObsSite site, int layer, const float* data, int64_t rows, int64_t cols) override {
+    if (site == ObsSite::kOutProjOutput && layer == 0) values.assign(data, data + rows * cols);
+  }
+  std::vector<float> values;
+};
+
+TEST(A8Runtime, IntegerPathMatchesSimulatedOracle) {
+  for (const char* fixture : {"mamba1-tiny", "mamba2-tiny"}) {
+    for (const char* scheme : {"w8a8", "w4a8"}) {
+      const Model& m = Quantized(fixture, scheme);
+      const std::vector<int32_t> ids = ReferenceInputIds(fixture);
+      const int64_t batch = 2, len = static_cast<int64_t>(ids.size()) / 2;
+      std::vector<float> logits[2];
+      SiteCapture layer0[2];
+      for (int sim = 0; sim < 2; ++sim) {
+        RuntimeOptions ro;
+        ro.n_threads = 2;
+        ro.simulate_act_quant = sim == 1;
+        auto rt = Runtime::Create(m, ro);
+        ASSERT_TRUE(rt.ok()) << rt.status().ToString();
+        (*rt)->SetObserver(&layer0[sim]);
+        RecurrentState st = (*rt)->NewState(batch);
+        ASSERT_TRUE((*rt)->Prefill(ids, batch, len, st, logits[sim]).ok());
+      }
+      double num = 0, den = 0;
+      for (size_t i = 0; i < layer0[0].values.size(); ++i) {
+        const double d = layer0[0].values[i] - layer0[1].values[i];
+        num += d * d;
+        den += static_cast<double>(layer0[1].values[i]) * layer0[1].values[i];
+      }
+      const double rel_l2 = std::sqrt(num / den);
+      const int64_t V = m.hp.vocab_size, rows = batch * len;
+      int64_t agree = 0;
+      for (int64_t r = 0; r < rows; ++r) {
+        const float* a = logits[0].data() + r * V;
+        const float* b = logits[1].data() + r * V;
+        agree += std::max_element(a, a + V) - a == std::max_element(b, b + V) - b;
+      }
+      const double ppl_int = ValPerplexity(m, 8), ppl_sim = ValPerplexity(m, 8, true);
+      std::printf("[%s %s] integer vs simulated: layer-0 mixer rel L2 %.3g, top-1 %lld/%lld, "
+                  "ppl %.4f vs %.4f\n",
+                  fixture, scheme, rel_l2, static_cast<long long>(agree),
+                  static_cast<long long>(rows), ppl_int, ppl_sim);
+      EXPECT_LE(rel_l2, 1e-2) << fixture << " " << scheme;
+      EXPECT_GE(agree, rows * 97 / 100) << fixture << " " << scheme;
+      EXPECT_NEAR(ppl_int / ppl_sim, 1.0, 3e-3) << fixture << " " << scheme;
+    }
+  }
+}
+
+// ------------------------------------------------------------ int8 state cache
+
+TEST(A8Runtime, StateCacheIsInt8AndStepContinuesPrefill) {
+  for (const char* fixture : {"mamba1-tiny", "mamba2-tiny"}) {
+    const Model& m = Quantized(fixture, "w8a8");
+    auto rt = Runtime::Create(m, 2);
+    ASSERT_TRUE(rt.ok()) << rt.status().ToString();
+    const std::vector<int32_t> ids = ReferenceInputIds(fixture);
+    const std::vector<int32_t> seq(ids.begin(), ids.begin() + 64);
+    RecurrentState a = (*rt)->NewState(1);
+    EXPECT_TRUE(a.ssm.empty());  // every layer keeps its SSM state as int8 codes
+    const size_t per_layer = a.ssm_q.size() / static_cast<size_t>(m.hp.n_layer);
+    EXPECT_EQ(per_layer, static_cast<size_t>(m.hp.d_inner * m.hp.d_state));
+    // Prefill 48 tokens then step 16 vs prefill of all 64: the same numerics up
+    // to the state's int8 rounding at the split and scan-order differences.
+    std::vector<float> full, part, step;
+    RecurrentState b = (*rt)->NewState(1);
+    ASSERT_TRUE((*rt)->Prefill(seq, 1, 64, b, full).ok());
+    ASSERT_TRUE((*rt)->Prefill(std::span(seq).first(48), 1, 48, a, part).ok());
+    bool any_code = false;
+    for (int8_t c : a.ssm_q) any_code = any_code || c != 0;
+    EXPECT_TRUE(any_code);
+    const int64_t V = m.hp.vocab_size;
+    int64_t agree = 0;
+    for (int t = 48; t < 64; ++t) {
+      ASSERT_TRUE((*rt)->Step(std::span(seq).subspan(t, 1), a, step).ok());
+      const float* f = full.data() + t * V;
+      int64_t i0 = 0, i1 = 0;
+      for (int64_t v = 0; v < V; ++v) {
+        if (f[v] > f[i0]) i0 = v;
+        if (step[v] > step[i1]) i1 = v;
+      }
+      agree += i0 == i1;
+    }
+    std::printf("[%s] step after int8 state vs prefill: top-1 %lld/16\n", fixture,
+                static_cast<long long>(agree));
+    EXPECT_GE(agree, 14);
+  }
+}
+
+// ------------------------------------------------------------ perplexity targets
+
+struct A8Case {
+  std::string fixture, scheme;
+  double f32_ppl, quant_ppl;  // measured on the same windows
+  double max_rel_increase;    // the issue's "must" target
+};
+void PrintTo(const A8Case& c, std::ostream* os) { *os << c.fixture << " " << c.scheme; }
+
+class A8Perplexity : public ::testing::TestWithParam<A8Case> {};
+
+// First 24 val windows (6144 tokens) in every build; the full val split
+// (43,350 scored tokens, bench/results/quant_accuracy.md) is not re-run here.
+TEST_P(A8Perplexity, WithinTarget) {
+  const A8Case c = GetParam();
+  constexpr int64_t kWindows = 24;
+  const double f32 = ValPerplexity(FixtureModel(c.fixture), kWindows);
+  const double quant = ValPerplexity(Quantized(c.fixture, c.scheme), kWindows);
+  const double rel = quant / f32 - 1;
+  std::printf("[%s %s] f32 %.4f quant %.4f (%+.3f%%)\n", c.fixture.c_str(), c.scheme.c_str(), f32,
+              quant, 100 * rel);
+  EXPECT_NEAR(f32, c.f32_ppl, 1e-3 * c.f32_ppl);
+  EXPECT_NEAR(quant, c.quant_ppl, 3e-3 * c.quant_ppl);
+  EXPECT_LE(rel, c.max_rel_increase);
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Fixtures, A8Perplexity,
+    ::testing::Values(A8Case{"mamba1-tiny", "w8a8", 51.1571, 0, 0.05},
+                      A8Case{"mamba1-tiny", "w4a8", 51.1571, 0, 0.08},
+                      A8Case{"mamba2-tiny", "w8a8", 52.6749, 0, 0.01},
+                      A8Case{"mamba2-tiny", "w4a8", 52.6749, 0, 0.04}),
+    [](const auto& info) {
+      std::string n = info.param.fixture + "_" + info.param.scheme;
+      for (char& ch : n)
+        if (ch == '-') ch = '_';
+      return n;
+    });
+
+// ------------------------------------------------------------ broken files
+
+// A tiny model with one quantized site, then one corruption at a time.
+TEST(A8Runtime, BrokenActivationMetadataGetsTypedErrors) {
+  const Model& good = Quantized("mamba1-tiny", "w8a8");
+  ASSERT_TRUE(Runtime::Create(good, 1).ok());
+  const std::string key = ActModeKey(2, ActSite::kInProjInput);
+  const std::string scale = ActScaleTensor(2, ActSite::kInProjInput);
+  struct Case {
+    const char* what;
+    std::function<void(Model&)> corrupt;
+    StatusCode code;
+  };
+  const std::vector<Case> cases = {
+      {"unknown mode", [&](Model& m) { m.extra.Set(key, MetaValue::String("per_channel")); },
+       StatusCode::kBadMetadata},
+      {"mode not a string", [&](Model& m) { m.extra.Set(key, MetaValue::U32(1)); },
+       StatusCode::kBadMetadata},
+      {"static without scales", [&](Model& m) { m.Erase(scale); }, StatusCode::kNotFound},
+      {"negative scale",
+       [&](Model& m) { m.SetTensor(ModelTensor::FromF32(scale, {1}, {-0.5f})); },
+       StatusCode::kBadValue},
+      {"NaN scale",
+       [&](Model& m) { m.SetTensor(ModelTensor::FromF32(scale, {1}, {NAN})); },
+       StatusCode::kBadValue},
+      {"scale count not dividing d_model",
+       [&](Model& m) { m.SetTensor(ModelTensor::FromF32(scale, {7}, std::vector<float>(7, 1.f))); },
+       StatusCode::kBadShape},
+      {"dynamic state",
+       [&](Model& m) {
+         m.extra.Set(ActModeKey(0, ActSite::kSsmState), MetaValue::String("dynamic_per_token"));
+       },
+       StatusCode::kBadMetadata},
+      {"state scales of the wrong width",
+       [&](Model& m) {
+         m.SetTensor(ModelTensor::FromF32(ActScaleTensor(0, ActSite::kSsmState), {1, 3},
+                                          std::vector<float>(3, 1.f)));
+       },
+       StatusCode::kBadShape},
+      {"x_proj_output groups that cut the dt_proj input columns [0, dt_rank)",
+       [&](Model& m) {  // 2 groups of 28 channels: dt_rank = 24 ends inside the first
+         m.SetTensor(ModelTensor::FromF32(ActScaleTensor(1, ActSite::kXProjOutput), {2},
+                                          std::vector<float>(2, 1.f)));
+       },
+       StatusCode::kBadShape},
+  };
+  for (const Case& c : cases) {
+    Model m = good;
+    c.corrupt(m);
+    auto rt = Runtime::Create(m, 1);
+    ASSERT_FALSE(rt.ok()) << c.what;
+    EXPECT_EQ(rt.status().code(), c.code) << c.what << ": " << rt.status().ToString();
+    EXPECT_NE(rt.status().message().find("blk."), std::string::npos) << c.what;
+  }
+  // A site the architecture does not have (mamba2 has no x_proj).
+  Model m2 = Quantized("mamba2-tiny", "w8a8");
+  m2.extra.Set(ActModeKey(0, ActSite::kXProjOutput), MetaValue::String("static"));
+  auto rt = Runtime::Create(m2, 1);
+  ASSERT_FALSE(rt.ok());
+  EXPECT_EQ(rt.status().code(), StatusCode::kBadMetadata);
+}
+
+}  // namespace
+}  // namespace ssmq
