@@ -3,6 +3,15 @@
 // 2 x 256 tokens. The models are converted in memory with the same recipe
 // as `ssmq convert --scheme ...`; the runtime executes q8/q4 in place.
 // Fixtures: $SSMQ_FIXTURES_DIR, else tests/fixtures next to this source file.
+//
+// Int8/...: the integer activation path (w8a8 / w4a8) against the
+// float-activation kernels on the same Q8 / Q4 weight, one thread, at a
+// decode shape (1 token) and a prefill shape (64 tokens), for W [1536 x 768]
+// and [768 x 1536]. Per shape three rows side by side:
+//   float_act   rt::MatMul on f32 activations (the w8a16 / w4a16 kernels)
+//   int8        rt::Int8MatMul on activations already quantized
+//   int8+quant  QuantizeActivations (dynamic per token) + rt::Int8MatMul
+//   quant_only  QuantizeActivations alone
 #include <benchmark/benchmark.h>
 
 #include <cstdio>
@@ -12,9 +21,15 @@
 #include <string>
 #include <vector>
 
+#include <random>
+#include <utility>
+
 #include "convert/hf_import.h"
 #include "convert/recipe.h"
+#include "format/quant.h"
+#include "runtime_cpu/act_quant.h"
 #include "runtime_cpu/runtime.h"
+#include "runtime_cpu/weight.h"
 
 namespace {
 
@@ -95,7 +110,110 @@ void BM_Prefill(benchmark::State& state, std::string fixture, std::string scheme
                                                   benchmark::Counter::kIsRate);
 }
 
+// ------------------------------------------------------------ Int8MatMul
+
+// A random [rows x cols] weight quantized to Q8 per channel or Q4 groups of
+// 128 (symmetric), viewed as an rt::Weight.
+struct BenchWeight {
+  ssmq::QuantizedTensor q;
+  ssmq::rt::Weight w;
+};
+
+BenchWeight* MakeBenchWeight(bool q4, int64_t rows, int64_t cols) {
+  static std::map<std::string, std::unique_ptr<BenchWeight>> cache;
+  auto& slot = cache[std::to_string(q4) + "/" + std::to_string(rows) + "x" + std::to_string(cols)];
+  if (slot) return slot.get();
+  std::mt19937_64 rng(42);
+  std::normal_distribution<float> d(0.0f, 0.05f);
+  std::vector<float> values(rows * cols);
+  for (float& v : values) v = d(rng);
+  ssmq::QuantInfo info;
+  info.granularity = q4 ? ssmq::ScaleGranularity::kPerGroup : ssmq::ScaleGranularity::kPerChannel;
+  info.group_size = q4 ? 128 : 0;
+  auto q = q4 ? ssmq::QuantizeQ4(values, rows, cols, info)
+              : ssmq::QuantizeQ8(values, rows, cols, info);
+  if (!q.ok()) return nullptr;
+  auto b = std::make_unique<BenchWeight>();
+  b->q = std::move(q).value();
+  b->w.rows = rows;
+  b->w.cols = cols;
+  b->w.format = q4 ? ssmq::rt::WeightFormat::kQ4 : ssmq::rt::WeightFormat::kQ8;
+  b->w.codes = b->q.codes.data();
+  b->w.scales = b->q.scales.data();
+  b->w.group_size = q4 ? 128 : cols;
+  slot = std::move(b);
+  return slot.get();
+}
+
+enum class Int8Variant { kFloatAct, kInt8, kInt8WithQuant, kQuantOnly };
+
+void BM_Int8MatMul(benchmark::State& state, bool q4, int64_t rows, int64_t cols, int64_t tokens,
+                   Int8Variant variant) {
+  BenchWeight* bw = MakeBenchWeight(q4, rows, cols);
+  if (!bw) {
+    state.SkipWithError("could not quantize");
+    return;
+  }
+  const ssmq::rt::Weight& w = bw->w;
+  std::mt19937_64 rng(7);
+  std::normal_distribution<float> d(0.0f, 1.0f);
+  std::vector<float> x(tokens * cols), y(tokens * rows), row_scales(tokens);
+  for (float& v : x) v = d(rng);
+  std::vector<int8_t> q(tokens * cols);
+  ssmq::rt::ActQuant aq;
+  aq.mode = ssmq::rt::ActQuant::Mode::kDynamicPerToken;
+  ssmq::rt::QuantizeActivations(aq, x.data(), cols, tokens, cols, q.data(), row_scales.data());
+  constexpr int kOneThread = 1;
+  for (auto _ : state) {
+    switch (variant) {
+      case Int8Variant::kFloatAct:
+        ssmq::rt::MatMul(w, nullptr, x.data(), cols, tokens, y.data(), rows, kOneThread);
+        break;
+      case Int8Variant::kQuantOnly:
+        ssmq::rt::QuantizeActivations(aq, x.data(), cols, tokens, cols, q.data(),
+                                      row_scales.data());
+        break;
+      case Int8Variant::kInt8WithQuant:
+        ssmq::rt::QuantizeActivations(aq, x.data(), cols, tokens, cols, q.data(),
+                                      row_scales.data());
+        [[fallthrough]];
+      case Int8Variant::kInt8:
+        ssmq::rt::Int8MatMul(w, nullptr, aq, q.data(), row_scales.data(), tokens, y.data(), rows,
+                             kOneThread);
+        break;
+    }
+    benchmark::DoNotOptimize(y.data());
+    benchmark::ClobberMemory();
+  }
+  if (variant == Int8Variant::kQuantOnly) return;
+  state.counters["GMAC/s"] = benchmark::Counter(
+      static_cast<double>(state.iterations()) * static_cast<double>(rows * cols * tokens) * 1e-9,
+      benchmark::Counter::kIsRate);
+}
+
 const int kRegistered = [] {
+  struct Shape {
+    int64_t rows, cols;
+  };
+  for (const char* fmt : {"q8", "q4"}) {
+    for (const Shape shape : {Shape{1536, 768}, Shape{768, 1536}}) {
+      for (const int64_t tokens : {int64_t{1}, int64_t{64}}) {
+        for (const auto& [variant, vname] :
+             {std::pair{Int8Variant::kFloatAct, "float_act"}, std::pair{Int8Variant::kInt8, "int8"},
+              std::pair{Int8Variant::kInt8WithQuant, "int8+quant"},
+              std::pair{Int8Variant::kQuantOnly, "quant_only"}}) {
+          const std::string name = std::string("Int8/") + fmt + "/" + std::to_string(shape.rows) +
+                                   "x" + std::to_string(shape.cols) + "/t" +
+                                   std::to_string(tokens) + "/" + vname;
+          benchmark::RegisterBenchmark(name.c_str(), BM_Int8MatMul, std::string(fmt) == "q4",
+                                       shape.rows, shape.cols, tokens, variant)
+              ->Unit(benchmark::kMicrosecond)
+              ->MinTime(0.3);
+        }
+      }
+    }
+  }
+
   for (const char* fixture : {"mamba1-tiny", "mamba2-tiny"}) {
     for (const char* scheme : {"f32", "w8a16", "w4a16"}) {
       benchmark::RegisterBenchmark(

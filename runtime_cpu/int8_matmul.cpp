@@ -1,0 +1,440 @@
+// Int8MatMul (act_quant.h): int8 activations x Q8 / Q4 weights, the scalar
+// reference and an AVX2 kernel.
+//
+// Both visit weight row r in blocks of Int8BlockWidth columns. A block's dot
+// product with token t is exact in int32; the weight codes never leave their
+// packed form in memory (Q4 nibbles are unpacked to int8 (code - z) in
+// registers, one 32-column vector at a time).
+//
+// THE FLOAT COMBINATION ORDER, the same in both kernels, per (t, r):
+//   acc = 0.0f
+//   for each block b, in column order:
+//     p   = sa(b) * sw(r, b)                        (fp32 multiply)
+//     acc = fma(float(isum_b), p, acc)              (fused: one rounding)
+//   y = fma(acc, row_scale[t], bias[r] or 0.0f)     (fused: one rounding)
+// The two fused steps are written as explicit fma (std::fma in the scalar
+// code, vfmadd in the AVX2 code) so that compiler contraction
+// (-ffp-contract) cannot make the kernels round differently; float(isum_b)
+// is the round-to-nearest int32 -> float conversion in both. With that the
+// scalar and AVX2 outputs are bit-identical, for any thread count.
+//
+// AVX2 dot product: the sign trick. maddubs multiplies unsigned by signed
+// bytes, so for int8 w and a it gets |w| and sign(a, w) (a negated where w < 0,
+// zeroed where w == 0): |w| · sign(a, w) = w · a. Adjacent pairs are summed
+// into int16 (|pair| <= 2 · 128 · 127 < 2^15: no saturation; activation codes
+// never reach -128, and a Q8 weight code of -128, outside the format's range,
+// would still multiply exactly since |w| is read as unsigned) and then madd
+// with ones widens pairs into int32. For Q4, |code - z| <= 15, so the roles
+// may swap (|a| and sign(code - z, a), |a| shared by four rows), a pair is at
+// most 2 · 15 · 127 = 3810 and up to 8 maddubs results are summed in int16
+// (30480 < 2^15) before one widening madd.
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <limits>
+
+#include "format/quant.h"
+#include "runtime_cpu/act_quant.h"
+
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#define SSMQ_HAVE_AVX2_KERNELS 1
+#define SSMQ_AVX2 __attribute__((target("avx2,fma")))
+#endif
+
+namespace ssmq::rt {
+
+namespace {
+
+// One token block of an Int8MatMul call: q, row_scales and y already point
+// at the block's first token.
+struct Int8Args {
+  const Weight* w;
+  const ActQuant* aq;
+  int64_t block;  // Int8BlockWidth
+  int64_t groups_per_row;  // w->groups_per_row()
+  const int8_t* q;
+  const float* row_scales;
+  const float* bias;  // nullptr: no bias
+  int64_t n_tokens;
+  float* y;
+  int64_t y_stride;
+};
+
+// Walks the blocks of a row in column order and tracks the weight group and
+// the activation group holding the current block without a division per block
+// (a block never straddles a group: see Int8BlockWidth). The group structure
+// is the same for every row, so one walk serves a tile of rows.
+struct BlockWalk {
+  const float* w_scales;   // [rows][groups_per_row]
+  const uint8_t* w_zeros;  // Q4 zero points, like w_scales; nullptr: z = 8
+  const float* a_scales;   // kStatic's scales; nullptr: dynamic (sa = 1)
+  int64_t ng, w_group, a_group;
+  int64_t gw = 0, ga = 0, w_next, a_next;
+
+  explicit BlockWalk(const Int8Args& a) {
+    const Weight& w = *a.w;
+    ng = a.groups_per_row;
+    w_scales = w.scales;
+    w_zeros = w.zeros;
+    const bool stat = a.aq->mode == ActQuant::Mode::kStatic;
+    a_scales = stat ? a.aq->scales.data() : nullptr;
+    w_group = w.group_size;
+    a_group = stat ? a.aq->group : w.cols;
+    w_next = w_group;
+    a_next = a_group;
+  }
+  // Moves to the block starting at column c0 (blocks are visited in order).
+  void Seek(int64_t c0) {
+    while (c0 >= w_next) ++gw, w_next += w_group;
+    while (c0 >= a_next) ++ga, a_next += a_group;
+  }
+  // p = sa(b) · sw(r, b).
+  float Scale(int64_t r) const {
+    return (a_scales ? a_scales[ga] : 1.0f) * w_scales[r * ng + gw];
+  }
+  int Zero(int64_t r) const { return w_zeros ? static_cast<int>(w_zeros[r * ng + gw]) : 8; }
+};
+
+using Int8RowsKernel = void (*)(const Int8Args& a, int64_t r0, int64_t r1);
+
+// ---------------------------------------------------------------- scalar
+
+template <bool kQ4>
+void RowsScalar(const Int8Args& a, int64_t r0, int64_t r1) {
+  const Weight& w = *a.w;
+  const int64_t cols = w.cols, B = a.block;
+  for (int64_t r = r0; r < r1; ++r) {
+    const int8_t* w8 = reinterpret_cast<const int8_t*>(w.codes) + r * cols;
+    const uint8_t* w4 = w.codes + r * (cols / 2);
+    for (int64_t t = 0; t < a.n_tokens; ++t) {
+      const int8_t* qt = a.q + t * cols;
+      BlockWalk walk(a);
+      float acc = 0.0f;
+      for (int64_t c0 = 0; c0 < cols; c0 += B) {
+        const int64_t c1 = std::min(cols, c0 + B);
+        walk.Seek(c0);
+        int32_t isum = 0;
+        if constexpr (kQ4) {
+          const int z = walk.Zero(r);
+          for (int64_t c = c0; c < c1; ++c)
+            isum += (static_cast<int32_t>(Q4Get(w4, c)) - z) * static_cast<int32_t>(qt[c]);
+        } else {
+          for (int64_t c = c0; c < c1; ++c)
+            isum += static_cast<int32_t>(w8[c]) * static_cast<int32_t>(qt[c]);
+        }
+        acc = std::fma(static_cast<float>(isum), walk.Scale(r), acc);
+      }
+      a.y[t * a.y_stride + r] = std::fma(acc, a.row_scales[t], a.bias ? a.bias[r] : 0.0f);
+    }
+  }
+}
+
+// ---------------------------------------------------------------- AVX2
+
+#ifdef SSMQ_HAVE_AVX2_KERNELS
+
+SSMQ_AVX2 inline int32_t HorizontalSum(__m256i v) {
+  __m128i s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+  s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0x4E));
+  s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0xB1));
+  return _mm_cvtsi128_si32(s);
+}
+
+// The horizontal sums of four vectors, as lanes 0..3.
+SSMQ_AVX2 inline __m128i HorizontalSum4(__m256i v0, __m256i v1, __m256i v2, __m256i v3) {
+  const __m256i h = _mm256_hadd_epi32(_mm256_hadd_epi32(v0, v1), _mm256_hadd_epi32(v2, v3));
+  return _mm_add_epi32(_mm256_castsi256_si128(h), _mm256_extracti128_si256(h, 1));
+}
+
+// 32 packed nibbles (16 bytes; element 2k in the low nibble of byte k) ->
+// 32 int8 values code - z, in element order. Each byte is widened to a
+// 16-bit lane 0x00HL; (x | x << 4) & 0x0F0F = 0x0H0L puts L in the low byte
+// (the even element) and H in the high byte (the odd one).
+SSMQ_AVX2 inline __m256i UnpackQ4x32(const uint8_t* p, __m256i z) {
+  const __m256i x = _mm256_cvtepu8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+  const __m256i v = _mm256_and_si256(_mm256_or_si256(x, _mm256_slli_epi16(x, 4)),
+                                     _mm256_set1_epi16(0x0F0F));
+  return _mm256_sub_epi8(v, z);
+}
+
+// The same for 16 elements (8 bytes).
+SSMQ_AVX2 inline __m128i UnpackQ4x16(const uint8_t* p, __m128i z) {
+  const __m128i x = _mm_cvtepu8_epi16(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p)));
+  const __m128i v =
+      _mm_and_si128(_mm_or_si128(x, _mm_slli_epi16(x, 4)), _mm_set1_epi16(0x0F0F));
+  return _mm_sub_epi8(v, z);
+}
+
+// sum over pairs of w · a as 16 int16 (wa = |w|, w the signed weights).
+SSMQ_AVX2 inline __m256i DotPairs(__m256i wa, __m256i w, const int8_t* a) {
+  return _mm256_maddubs_epi16(
+      wa, _mm256_sign_epi8(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(a)), w));
+}
+
+SSMQ_AVX2 inline __m128i DotPairs16(__m128i wa, __m128i w, const int8_t* a) {
+  return _mm_maddubs_epi16(wa,
+                           _mm_sign_epi8(_mm_loadu_si128(reinterpret_cast<const __m128i*>(a)), w));
+}
+
+// A tile of MR rows x NT tokens, MR or NT being 1 (4 x 1, 1 x 4 or 1 x 1):
+// rows r .. r+MR-1 against tokens t0 .. t0+NT-1; writes their y. Lane k of
+// the tile is (row r + k, token t0) when MR == 4, (row r, token t0 + k) when
+// NT == 4. Each 32-column step loads the shared operand once (the weight
+// vector of a 1 x 4 tile, unpacked once for Q4; the activation vector of a
+// 4 x 1 tile) and feeds it to the four lanes. A 1 x 1 tile (a lone row at
+// decode) runs two accumulator chains over alternating 32-column steps.
+//
+// Sign trick: maddubs(|u|, sign(v, u)) sums u · v over byte pairs. u is the
+// weight (|w| computed once per step in a 1 x 4 tile), except in a Q4 4 x 1
+// tile, where u is the activation (|a| computed once per step for four rows).
+template <int MR, int NT, bool kQ4>
+SSMQ_AVX2 void Tile(const Int8Args& a, int64_t r, int64_t t0) {
+  static_assert((MR == 1 && (NT == 1 || NT == 4)) || (MR == 4 && NT == 1));
+  constexpr int K = MR * NT;                // lanes
+  constexpr int kChains = K == 1 ? 2 : 1;   // accumulator chains per lane
+  constexpr bool kShareW = MR == 1;         // the weight vector is the shared operand
+  const Weight& w = *a.w;
+  const int64_t cols = w.cols, B = a.block;
+  const int8_t* qs[NT];
+  for (int k = 0; k < NT; ++k) qs[k] = a.q + (t0 + k) * cols;
+  const int8_t* w8[MR];
+  const uint8_t* w4[MR];
+  for (int i = 0; i < MR; ++i) {
+    w8[i] = reinterpret_cast<const int8_t*>(w.codes) + (r + i) * cols;
+    w4[i] = w.codes + (r + i) * (cols / 2);
+  }
+  const __m256i ones = _mm256_set1_epi16(1);
+  const __m128i ones128 = _mm_set1_epi16(1);
+  __m128 facc = _mm_setzero_ps();  // lane k's acc
+  BlockWalk walk(a);
+  for (int64_t c0 = 0; c0 < cols; c0 += B) {
+    const int64_t c1 = std::min(cols, c0 + B);
+    walk.Seek(c0);
+    int z[MR];
+    __m256i zv[MR];
+    __m128i zv128[MR];
+    if constexpr (kQ4) {
+      for (int i = 0; i < MR; ++i) {
+        z[i] = walk.Zero(r + i);
+        zv[i] = _mm256_set1_epi8(static_cast<char>(z[i]));
+        zv128[i] = _mm_set1_epi8(static_cast<char>(z[i]));
+      }
+    }
+    // 32 values of weight row i at column c, as signed int8 (Q4: code - z).
+    auto wvec = [&](int i, int64_t c) SSMQ_AVX2 {
+      if constexpr (kQ4) {
+        return UnpackQ4x32(w4[i] + (c >> 1), zv[i]);  // c0 and B are even: c / 2 is exact
+      } else {
+        return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w8[i] + c));
+      }
+    };
+    // One 32-column step at c: lane k's pair sums (int16 x 16) into out[k].
+    auto step = [&](int64_t c, __m256i* out16) SSMQ_AVX2 {
+      if constexpr (kShareW) {
+        const __m256i wv = wvec(0, c);
+        const __m256i wa = _mm256_abs_epi8(wv);
+        for (int k = 0; k < NT; ++k) out16[k] = DotPairs(wa, wv, qs[k] + c);
+      } else if constexpr (kQ4) {  // |code - z| <= 15: u = a is safe
+        const __m256i av = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(qs[0] + c));
+        const __m256i aa = _mm256_abs_epi8(av);
+        for (int i = 0; i < MR; ++i)
+          out16[i] = _mm256_maddubs_epi16(aa, _mm256_sign_epi8(wvec(i, c), av));
+      } else {  // u = w, so that a (malformed) Q8 code -128 still multiplies exactly
+        const __m256i av = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(qs[0] + c));
+        for (int i = 0; i < MR; ++i) {
+          const __m256i wv = wvec(i, c);
+          out16[i] = _mm256_maddubs_epi16(_mm256_abs_epi8(wv), _mm256_sign_epi8(av, wv));
+        }
+      }
+    };
+    __m256i acc[kChains][K];
+    int32_t tail[K];
+    for (int k = 0; k < K; ++k) {
+      tail[k] = 0;
+      for (int ch = 0; ch < kChains; ++ch) acc[ch][k] = _mm256_setzero_si256();
+    }
+    int64_t c = c0;
+    __m256i p16[K];
+    if constexpr (kQ4) {
+      while (c + 32 <= c1) {
+        // A run of at most 8 steps per chain, summed in int16, then widened.
+        __m256i acc16[kChains][K];
+        for (int ch = 0; ch < kChains; ++ch)
+          for (int k = 0; k < K; ++k) acc16[ch][k] = _mm256_setzero_si256();
+        const int64_t run_end = std::min(c1, c + kChains * 8 * 32);
+        for (; c + 32 * kChains <= run_end; c += 32 * kChains) {
+          for (int ch = 0; ch < kChains; ++ch) {
+            step(c + 32 * ch, p16);
+            for (int k = 0; k < K; ++k) acc16[ch][k] = _mm256_add_epi16(acc16[ch][k], p16[k]);
+          }
+        }
+        if (kChains == 2 && c + 32 <= run_end) {  // an odd step left: chain 0 (<= 8 steps)
+          step(c, p16);
+          for (int k = 0; k < K; ++k) acc16[0][k] = _mm256_add_epi16(acc16[0][k], p16[k]);
+          c += 32;
+        }
+        for (int ch = 0; ch < kChains; ++ch)
+          for (int k = 0; k < K; ++k)
+            acc[ch][k] = _mm256_add_epi32(acc[ch][k], _mm256_madd_epi16(acc16[ch][k], ones));
+      }
+    } else {
+      for (; c + 32 * kChains <= c1; c += 32 * kChains) {
+        for (int ch = 0; ch < kChains; ++ch) {
+          step(c + 32 * ch, p16);
+          for (int k = 0; k < K; ++k)
+            acc[ch][k] = _mm256_add_epi32(acc[ch][k], _mm256_madd_epi16(p16[k], ones));
+        }
+      }
+      if (kChains == 2 && c + 32 <= c1) {
+        step(c, p16);
+        for (int k = 0; k < K; ++k)
+          acc[0][k] = _mm256_add_epi32(acc[0][k], _mm256_madd_epi16(p16[k], ones));
+        c += 32;
+      }
+    }
+    if (c + 16 <= c1) {  // one 16-column step in 128-bit registers
+      __m128i p[K];
+      auto wvec16 = [&](int i) SSMQ_AVX2 {
+        if constexpr (kQ4) {
+          return UnpackQ4x16(w4[i] + (c >> 1), zv128[i]);
+        } else {
+          return _mm_loadu_si128(reinterpret_cast<const __m128i*>(w8[i] + c));
+        }
+      };
+      if constexpr (kShareW) {
+        const __m128i wv = wvec16(0);
+        const __m128i wa = _mm_abs_epi8(wv);
+        for (int k = 0; k < NT; ++k) p[k] = DotPairs16(wa, wv, qs[k] + c);
+      } else if constexpr (kQ4) {
+        const __m128i av = _mm_loadu_si128(reinterpret_cast<const __m128i*>(qs[0] + c));
+        const __m128i aa = _mm_abs_epi8(av);
+        for (int i = 0; i < MR; ++i) p[i] = _mm_maddubs_epi16(aa, _mm_sign_epi8(wvec16(i), av));
+      } else {
+        const __m128i av = _mm_loadu_si128(reinterpret_cast<const __m128i*>(qs[0] + c));
+        for (int i = 0; i < MR; ++i) {
+          const __m128i wv = wvec16(i);
+          p[i] = _mm_maddubs_epi16(_mm_abs_epi8(wv), _mm_sign_epi8(av, wv));
+        }
+      }
+      for (int k = 0; k < K; ++k)
+        acc[0][k] = _mm256_add_epi32(
+            acc[0][k], _mm256_set_m128i(_mm_setzero_si128(), _mm_madd_epi16(p[k], ones128)));
+      c += 16;
+    }
+    const bool has_tail = c < c1;
+    for (; c < c1; ++c) {  // fewer than 16 columns left in the block
+      for (int i = 0; i < MR; ++i) {
+        const int32_t wq = kQ4 ? static_cast<int32_t>(Q4Get(w4[i], c)) - z[i]
+                               : static_cast<int32_t>(w8[i][c]);
+        for (int k = 0; k < NT; ++k) tail[i + k] += wq * static_cast<int32_t>(qs[k][c]);
+      }
+    }
+    // acc = fma(float(isum_b), p, acc) for every lane of the tile at once.
+    if constexpr (K == 4) {
+      __m128i isum = HorizontalSum4(acc[0][0], acc[0][1], acc[0][2], acc[0][3]);
+      if (has_tail) isum = _mm_add_epi32(isum, _mm_setr_epi32(tail[0], tail[1], tail[2], tail[3]));
+      const __m128 p = kShareW ? _mm_set1_ps(walk.Scale(r))
+                               : _mm_setr_ps(walk.Scale(r), walk.Scale(r + 1),
+                                             walk.Scale(r + 2), walk.Scale(r + 3));
+      facc = _mm_fmadd_ps(_mm_cvtepi32_ps(isum), p, facc);
+    } else {
+      __m256i v = acc[0][0];
+      if constexpr (kChains == 2) v = _mm256_add_epi32(v, acc[1][0]);
+      const int32_t isum = HorizontalSum(v) + tail[0];
+      facc = _mm_fmadd_ss(_mm_cvtsi32_ss(_mm_setzero_ps(), isum), _mm_set_ss(walk.Scale(r)),
+                          facc);
+    }
+  }
+  // y = fma(acc, row_scale, bias).
+  if constexpr (K == 4 && kShareW) {  // one row, four tokens
+    float out[4];
+    const __m128 b = _mm_set1_ps(a.bias ? a.bias[r] : 0.0f);
+    _mm_storeu_ps(out, _mm_fmadd_ps(facc, _mm_loadu_ps(a.row_scales + t0), b));
+    for (int k = 0; k < NT; ++k) a.y[(t0 + k) * a.y_stride + r] = out[k];
+  } else if constexpr (K == 4) {  // four rows, one token: contiguous in y
+    const __m128 b = a.bias ? _mm_loadu_ps(a.bias + r) : _mm_setzero_ps();
+    _mm_storeu_ps(a.y + t0 * a.y_stride + r,
+                  _mm_fmadd_ps(facc, _mm_set1_ps(a.row_scales[t0]), b));
+  } else {
+    const __m128 b = _mm_set_ss(a.bias ? a.bias[r] : 0.0f);
+    a.y[t0 * a.y_stride + r] =
+        _mm_cvtss_f32(_mm_fmadd_ss(facc, _mm_set_ss(a.row_scales[t0]), b));
+  }
+}
+
+template <bool kQ4>
+SSMQ_AVX2 void RowsAvx2(const Int8Args& a, int64_t r0, int64_t r1) {
+  int64_t t = 0;
+  for (; t + 4 <= a.n_tokens; t += 4)  // four tokens share each weight vector
+    for (int64_t r = r0; r < r1; ++r) Tile<1, 4, kQ4>(a, r, t);
+  for (; t < a.n_tokens; ++t) {  // the rest (decode): four rows share each activation vector
+    int64_t r = r0;
+    for (; r + 4 <= r1; r += 4) Tile<4, 1, kQ4>(a, r, t);
+    for (; r < r1; ++r) Tile<1, 1, kQ4>(a, r, t);
+  }
+}
+
+#endif  // SSMQ_HAVE_AVX2_KERNELS
+
+Int8RowsKernel Int8Kernel(Int8Isa isa, WeightFormat format) {
+  const bool q4 = format == WeightFormat::kQ4;
+#ifdef SSMQ_HAVE_AVX2_KERNELS
+  if (isa == Int8Isa::kAvx2) return q4 ? RowsAvx2<true> : RowsAvx2<false>;
+#endif
+  (void)isa;
+  return q4 ? RowsScalar<true> : RowsScalar<false>;
+}
+
+}  // namespace
+
+Int8Isa BestInt8Isa() {
+  static const Int8Isa isa = [] {
+#ifdef SSMQ_HAVE_AVX2_KERNELS
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return Int8Isa::kAvx2;
+#endif
+    return Int8Isa::kScalar;
+  }();
+  return isa;
+}
+
+void Int8MatMulWithIsa(Int8Isa isa, const Weight& w, const Weight* bias, const ActQuant& aq,
+                       const int8_t* q, const float* row_scales, int64_t n_tokens, float* y,
+                       int64_t y_stride, int n_threads) {
+  // Token blocks and row chunks exactly as MatMul (weight.cpp): a block's
+  // activations (<= 64 x cols bytes) stay in cache while each weight row
+  // streams past them once.
+  constexpr int64_t kTokenBlock = 64;
+  constexpr int64_t kRowChunk = 16;
+  const int64_t block = Int8BlockWidth(w, aq);
+  if (block <= 0) {  // a caller bug (see act_quant.h): make it loud, not silent garbage
+    for (int64_t t = 0; t < n_tokens; ++t)
+      std::fill_n(y + t * y_stride, w.rows, std::numeric_limits<float>::quiet_NaN());
+    return;
+  }
+  if (BestInt8Isa() != Int8Isa::kAvx2) isa = Int8Isa::kScalar;
+  const Int8RowsKernel kernel = Int8Kernel(isa, w.format);
+  const float* b = bias && bias->present() ? bias->f32 : nullptr;
+  const int64_t n_chunks = (w.rows + kRowChunk - 1) / kRowChunk;
+  const int nt = ThreadCount(n_threads);
+  for (int64_t t0 = 0; t0 < n_tokens; t0 += kTokenBlock) {
+    const int64_t tn = std::min(kTokenBlock, n_tokens - t0);
+    const Int8Args args{&w, &aq, block, w.groups_per_row(), q + t0 * w.cols, row_scales + t0, b, tn,
+                        y + t0 * y_stride, y_stride};
+#pragma omp parallel for num_threads(nt) schedule(static) if (n_chunks > 1 && WorthThreads(tn * w.rows * w.cols, nt))
+    for (int64_t ch = 0; ch < n_chunks; ++ch) {
+      const int64_t r0 = ch * kRowChunk;
+      kernel(args, r0, std::min(w.rows, r0 + kRowChunk));
+    }
+  }
+}
+
+void Int8MatMul(const Weight& w, const Weight* bias, const ActQuant& aq, const int8_t* q,
+                const float* row_scales, int64_t n_tokens, float* y, int64_t y_stride,
+                int n_threads) {
+  Int8MatMulWithIsa(BestInt8Isa(), w, bias, aq, q, row_scales, n_tokens, y, y_stride,
+                    n_threads);
+}
+
+}  // namespace ssmq::rt
