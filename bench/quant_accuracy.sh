@@ -32,9 +32,10 @@ for model in mamba1-tiny mamba2-tiny; do
   echo
   echo "| scheme (default recipe) | perplexity | change vs f32 | file / f16 | convert s |"
   echo "|---|---|---|---|---|"
-  for scheme in f16 w8a16 w4a16 w8a8 w4a8; do
+  for scheme in f16 w8a16 w4a16 w8a8 w4a8 "w4a8 --gptq" "w4a8 --recipe quamba"; do
     t0=$(date +%s.%N)
-    "$SSMQ" convert "$SRC" -o "$TMP/q.ssmq" --scheme "$scheme" --calib "$TEXT" >/dev/null
+    # shellcheck disable=SC2086
+    "$SSMQ" convert "$SRC" -o "$TMP/q.ssmq" --scheme $scheme --calib "$TEXT" >/dev/null
     t1=$(date +%s.%N)
     p=$(ppl "$TMP/q.ssmq")
     awk -v s="$scheme" -v p="$p" -v b="$base" -v z="$(size "$TMP/q.ssmq")" -v f="$f16" -v t0="$t0" -v t1="$t1" \
@@ -53,8 +54,9 @@ for model in mamba1-tiny mamba2-tiny; do
            "+ per-group B/C (Quamba2)|--recipe naive --enable percentile,rotate-residual,hadamard,reorder,x-groups,group-bc")
   fi
   rows+=("faithful Quamba (--recipe quamba, int8 conv/A_log)|--recipe quamba"
-         "ours without dynamic out_proj input (--recipe ssmq --disable out-proj-dynamic)|--recipe ssmq --disable out-proj-dynamic"
-         "ours (--recipe ssmq, default)|--recipe ssmq")
+         "ours without the per-token out_proj input scale (--recipe ssmq --disable out-proj-dynamic)|--recipe ssmq --disable out-proj-dynamic"
+         "ours + online Hadamard (--recipe ssmq --enable hadamard)|--recipe ssmq --enable hadamard"
+         "ours (--recipe ssmq, default: per-token out_proj input, segment scales, no rotations)|--recipe ssmq")
   for row in "${rows[@]}"; do
     label=${row%%|*}; flags=${row#*|}
     # shellcheck disable=SC2086

@@ -248,13 +248,18 @@ Status QuantizeSmallTensors(Model& m, int l) {
 Result<ActComponents> RecipeComponents(const std::string& recipe) {
   ActComponents c;  // ssmq
   if (recipe == "ssmq") {
-    // The residual rotation unties a tied LM head (one more vocab x d_model
-    // matrix: +6% of the w8a8 file on the fixtures) for ~0.1% perplexity.
+    // Measured on the fixtures (bench/results/quant_accuracy.md): with the
+    // out_proj input scaled per token, neither rotation pays. The online
+    // Hadamard makes the int4 out_proj weights (W H^T) much worse (w4a8
+    // mamba1 +6.7% with it, +1.6% without) and w8a8 slightly worse; the
+    // residual rotation unties a tied LM head (+6% of the w8a8 file).
     c.rotate_residual = false;
+    c.hadamard = false;
     return c;
   }
   if (recipe == "quamba") {
     c.rotate_residual = true;  // Quamba always rotates (configure_model)
+    c.hadamard = true;
     c.out_proj_dynamic = false;
     c.segment_scales = false;  // mamba1: one in_proj output scale; mamba2 keeps its segments
     c.small_int8 = true;

@@ -8,7 +8,7 @@
 // component        | naive | quamba (faithful)          | ssmq (default)
 // -----------------+-------+----------------------------+------------------------------
 // rotate_residual  | off   | on                         | off (it unties the LM head)
-// hadamard         | off   | on (online, out_proj input)| on
+// hadamard         | off   | on (online, out_proj input)| off (hurts int4 out_proj)
 // percentile       | off   | SSM input x (mamba1), state| same
 // reorder (mamba2) | off   | sort + cluster heads/dims  | same
 // x_groups (m2)    | off   | x scale per (group, head group, dim group) | same
@@ -36,7 +36,7 @@ namespace ssmq {
 
 struct ActComponents {
   bool rotate_residual = false;
-  bool hadamard = true;
+  bool hadamard = false;
   bool percentile = true;
   bool reorder = true;
   bool x_groups = true;

@@ -112,6 +112,8 @@ Status LoadActSite(const Model& m, const HParams& hp, int l, ActSite site, rt::A
     sq.rows_per_group = width / t->shape[0];
     sq.d_state = hp.d_state;
     sq.scales = std::move(scales);
+    sq.inv_scales.resize(sq.scales.size());
+    for (size_t i = 0; i < sq.scales.size(); ++i) sq.inv_scales[i] = 1.0f / sq.scales[i];
   } else {
     aq.mode = rt::ActQuant::Mode::kStatic;
     aq.group = width / n;

@@ -21,11 +21,12 @@ namespace rt {
 
 // The int8 SSM-state cache of one layer (site ssm_state): state row r (mamba1
 // channel, mamba2 head·head_dim + p) at state index n is stored as
-// clamp(RNE(h / s), ±127) with s = scales[(r / rows_per_group)·d_state + n].
+// clamp(RNE(h · (1/s)), ±127) with s = scales[(r / rows_per_group)·d_state + n].
 struct StateQuant {
   int64_t rows_per_group = 0;
   int64_t d_state = 0;
-  std::vector<float> scales;  // [d_inner / rows_per_group][d_state]
+  std::vector<float> scales;      // [d_inner / rows_per_group][d_state]
+  std::vector<float> inv_scales;  // 1 / scales
   bool enabled() const { return !scales.empty(); }
 };
 

@@ -107,7 +107,7 @@ TEST(A8Recipe, FileRecordsSitesScalesAndProvenance) {
     ASSERT_NE(st, nullptr);
     EXPECT_EQ(st->shape, (std::vector<int64_t>{1, m.hp.d_state}));
     EXPECT_EQ(m.Find(LayerTensorName(l, "ssm_in.weight"))->type, TensorType::kQ8);
-    EXPECT_TRUE(m.extra.Find("blk." + std::to_string(l) + ".hadamard.ssm_out.size"));
+    EXPECT_FALSE(m.extra.Find("blk." + std::to_string(l) + ".hadamard.ssm_out.size"));
   }
   // No residual rotation by default: the LM head stays tied to the embedding.
   EXPECT_TRUE(m.hp.tied_embeddings);
@@ -117,6 +117,8 @@ TEST(A8Recipe, FileRecordsSitesScalesAndProvenance) {
   EXPECT_FALSE(q.hp.tied_embeddings);
   EXPECT_NE(q.Find("output.weight"), nullptr);
   EXPECT_EQ(q.Find(LayerTensorName(0, "ssm_a_log"))->type, TensorType::kQ8);
+  EXPECT_EQ(q.Find(LayerTensorName(0, "ssm_d"))->type, TensorType::kQ8);
+  EXPECT_TRUE(q.extra.Find("blk.0.hadamard.ssm_out.size"));  // the online Hadamard (12 x 64)
 }
 
 TEST(A8Recipe, Mamba2FaithfulRecipeStoresReorderClustersAndGroupScales) {
