@@ -32,7 +32,11 @@ for model in mamba1-tiny mamba2-tiny; do
   echo
   echo "| scheme (default recipe) | perplexity | change vs f32 | file / f16 | convert s |"
   echo "|---|---|---|---|---|"
-  for scheme in f16 w8a16 w4a16 w8a8 w4a8 "w4a8 --gptq" "w4a8 --recipe quamba"; do
+  schemes=(f16 w8a16 w4a16 w8a8 w4a8 "w8a8 --recipe quamba" "w4a8 --recipe quamba")
+  if "$SSMQ" convert --help | grep -q -- --gptq; then
+    schemes+=("w4a16 --gptq" "w4a8 --gptq")
+  fi
+  for scheme in "${schemes[@]}"; do
     t0=$(date +%s.%N)
     # shellcheck disable=SC2086
     "$SSMQ" convert "$SRC" -o "$TMP/q.ssmq" --scheme $scheme --calib "$TEXT" >/dev/null

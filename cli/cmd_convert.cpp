@@ -42,6 +42,7 @@ struct ConvertArgs {
   std::string recipe = "ssmq";
   std::vector<std::string> enable, disable;
   std::string auto_mix;
+  bool gptq = false;
 };
 
 Status RunConvert(const ConvertArgs& a) {
@@ -90,6 +91,7 @@ Status RunConvert(const ConvertArgs& a) {
     q.rtn = a.rtn;
     q.recipe = a.recipe;
     q.auto_mix = a.auto_mix;
+    q.gptq = a.gptq;
     for (const std::string& c : a.enable) q.switches.emplace_back(c, true);
     for (const std::string& c : a.disable) q.switches.emplace_back(c, false);
     q.calib.samples = a.calib_samples;
@@ -200,6 +202,9 @@ void Setup(CLI::App& app) {
   sub->add_option("--auto-mix", args->auto_mix,
                   "pick per-layer schemes (w4a8/w8a8, or w4a16/w8a16 for a16 schemes) by measured "
                   "sensitivity to fit a size: 0.35x (of the f16 file), 35%, 4MB, 3MiB");
+  sub->add_flag("--gptq", args->gptq,
+                "GPTQ for the matmul weights (Hessians from the --calib windows) instead of "
+                "round-to-nearest");
   sub->add_flag("--zstd", args->zstd, "zstd-compress tensors where it saves space");
   sub->add_flag("--json", args->json, "print a JSON summary");
   sub->callback([args] {

@@ -33,10 +33,10 @@ class Out {
  public:
   std::vector<uint8_t> b;
   template <class T>
-  void Put(T v) {
-    const size_t at = b.size();
-    b.resize(at + sizeof(T));
-    std::memcpy(b.data() + at, &v, sizeof(T));
+  void Put(T v) {  // byte pushes: resize + memcpy or insert trip GCC 12's -Wstringop-overflow
+    uint8_t bytes[sizeof(T)];
+    std::memcpy(bytes, &v, sizeof(T));
+    for (uint8_t byte : bytes) b.push_back(byte);
   }
   void PutString(const std::string& s) {
     Put<uint64_t>(s.size());

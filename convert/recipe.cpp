@@ -7,6 +7,7 @@
 #include <cstdlib>
 
 #include "convert/auto_mix.h"
+#include "convert/gptq.h"
 #include "convert/hf_import.h"
 
 namespace ssmq {
@@ -73,7 +74,8 @@ Result<std::vector<std::string>> ParseLayerSchemes(const std::string& spec, int6
 // scheme names, embedding/head bits, int4 scale search; GPTQ first when asked
 // (it quantizes the matmul weights it has Hessians for; QuantizeWeights skips them).
 Status QuantizeModelWeights(Model& model, const QuantRecipeOptions& opts,
-                            const std::vector<std::string>& per_layer, WeightQuantOptions& w) {
+                            const std::vector<std::string>& per_layer, WeightQuantOptions& w,
+                            bool allow_gptq) {
   w = WeightQuantOptions{};
   w.bits = BitsOf(opts.scheme);
   w.group_size = opts.group_size;
@@ -85,6 +87,25 @@ Status QuantizeModelWeights(Model& model, const QuantRecipeOptions& opts,
   if (opts.head_bits != 0) w.embedding_bits = opts.head_bits == 4 ? WeightBits::kW4 : WeightBits::kW8;
   w.head_group_size = opts.head_group_size;
   w.mse_scale_search = !opts.rtn;
+  if (opts.gptq && allow_gptq) {
+    // GPTQ quantizes the matmul weights it has Hessians for (in_proj, x_proj,
+    // dt_proj, out_proj, an untied LM head); QuantizeWeights does the rest
+    // (embedding, tied head) and skips what GPTQ already quantized.
+    const WeightBits head = w.embedding_bits == WeightBits::kFloat ? w.bits : w.embedding_bits;
+    auto bits_of = [&](const std::string& name) {
+      if (name == "output.weight") return opts.keep_lm_head ? WeightBits::kFloat : head;
+      int layer = -1;
+      if (std::sscanf(name.c_str(), "blk.%d.", &layer) == 1 && layer >= 0 &&
+          layer < static_cast<int>(w.layer_bits.size())) {
+        return w.layer_bits[static_cast<size_t>(layer)];
+      }
+      return WeightBits::kFloat;
+    };
+    std::function<void(int64_t, int64_t)> progress;
+    if (opts.progress) progress = [&](int64_t d, int64_t t) { opts.progress("gptq", d, t); };
+    SSMQ_RETURN_IF_ERROR(ApplyGptq(model, opts.calib_text, opts.calib, bits_of, opts.group_size,
+                                   GptqOptions{}, progress));
+  }
   return QuantizeWeights(model, w);
 }
 
@@ -105,6 +126,9 @@ Status ApplyQuantRecipe(Model& model, const QuantRecipeOptions& opts) {
     any_a8 = any_a8 || IsA8Scheme(s);
   }
   const uint64_t f16_bytes = F16Bytes(model);
+  if (opts.gptq && opts.calib_text.empty()) {
+    return Status(StatusCode::kInvalidArgument, "--gptq needs calibration text (--calib FILE)");
+  }
   if (!opts.auto_mix.empty()) {
     if (!opts.layer_schemes.empty()) {
       return Status(StatusCode::kInvalidArgument, "--auto-mix and --layer-schemes exclude each other");
@@ -138,8 +162,10 @@ Status ApplyQuantRecipe(Model& model, const QuantRecipeOptions& opts) {
   }
 
   WeightQuantOptions w;
+  // The auto-mix search quantizes many candidates: round-to-nearest there,
+  // GPTQ (when asked) only for the final model.
   auto quantize = [&](Model& m, const std::vector<std::string>& schemes) -> Status {
-    return QuantizeModelWeights(m, opts, schemes, w);
+    return QuantizeModelWeights(m, opts, schemes, w, /*allow_gptq=*/false);
   };
   std::string mix_text;
   if (!opts.auto_mix.empty()) {
@@ -168,7 +194,7 @@ Status ApplyQuantRecipe(Model& model, const QuantRecipeOptions& opts) {
       mix_text += buf;
     }
   }
-  SSMQ_RETURN_IF_ERROR(quantize(model, per_layer));
+  SSMQ_RETURN_IF_ERROR(QuantizeModelWeights(model, opts, per_layer, w, /*allow_gptq=*/true));
   if (opts.small_tensors_f16) {
     // Only float tensors that are not scales remain: cast them (scales stay f32).
     SSMQ_RETURN_IF_ERROR(CastFloatTensors(model, TensorType::kF16));
@@ -178,14 +204,15 @@ Status ApplyQuantRecipe(Model& model, const QuantRecipeOptions& opts) {
                        (w.embedding_bits == WeightBits::kFloat && w.bits == WeightBits::kW4);
   const std::string g = std::to_string(opts.group_size);
   const std::string hg = std::to_string(opts.head_group_size ? opts.head_group_size : opts.group_size);
-  const std::string int4 = std::string(w.mse_scale_search ? "least-squares clipped scale"
+  const std::string int4 = std::string(opts.gptq ? "GPTQ (percdamp 0.01, Hessians from the calibration windows) for the layer matmuls and untied head, else " : "") +
+                           std::string(w.mse_scale_search ? "least-squares clipped scale"
                                                           : "absmax scale") +
                            ", round half to even";
   std::string recipe = std::string(any_a8 ? "ssmq" : "ssmq weight-only") + ": matmul weights " +
                        (w.bits == WeightBits::kW4
                             ? "int4 symmetric per group of " + g +
                                   " along the input dim (else the largest even divisor), " + int4
-                            : std::string("int8 per output channel, absmax, round half to even")) +
+                            : std::string(opts.gptq ? "GPTQ " : "") + "int8 per output channel, absmax, round half to even") +
                        "; embedding" + (opts.keep_lm_head ? "" : " and lm_head") +
                        (head_w4 ? " int4 per group of " + hg + " (" + int4 + ")"
                                 : std::string(" int8 per row")) +

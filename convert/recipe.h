@@ -41,6 +41,9 @@ struct QuantRecipeOptions {
   // "0.35x" of the f16 file, "4MB", ...; candidates w4a8/w8a8 (a8 scheme) or
   // w4a16/w8a16. Excludes layer_schemes.
   std::string auto_mix;
+  // GPTQ (convert/gptq.h) instead of round-to-nearest for the layer matmul
+  // weights and an untied LM head; Hessians from `calib` windows of calib_text.
+  bool gptq = false;
 };
 
 bool IsA8Scheme(const std::string& scheme);

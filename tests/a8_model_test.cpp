@@ -186,8 +186,9 @@ TEST(A8Recipe, NeedsCalibrationTextAndKnownRecipe) {
 // difference of a rounding boundary takes the neighbouring code, and the flip
 // propagates. So the model-level check is statistical: the mixer output of
 // layer 0 (one in_proj, conv, x_proj/dt_proj, scan, out_proj chain) agrees to
-// 1e-2 relative L2, argmax agrees on >= 97% of the reference positions, and
-// perplexity on 8 val windows agrees to 0.3%.
+// 1e-5 relative L2 (measured ~9e-8), argmax agrees on >= 97% of the reference
+// positions (measured 126-128 of 128), and perplexity on 8 val windows agrees
+// to 0.3% (measured <= 0.07%).
 class SiteCapture : public Observer {
  public:
   void Observe(ObsSite site, int layer, const float* data, int64_t rows, int64_t cols) override {
@@ -233,7 +234,7 @@ TEST(A8Runtime, IntegerPathMatchesSimulatedOracle) {
                   "ppl %.4f vs %.4f\n",
                   fixture, scheme, rel_l2, static_cast<long long>(agree),
                   static_cast<long long>(rows), ppl_int, ppl_sim);
-      EXPECT_LE(rel_l2, 1e-2) << fixture << " " << scheme;
+      EXPECT_LE(rel_l2, 1e-5) << fixture << " " << scheme;
       EXPECT_GE(agree, rows * 97 / 100) << fixture << " " << scheme;
       EXPECT_NEAR(ppl_int / ppl_sim, 1.0, 3e-3) << fixture << " " << scheme;
     }
@@ -308,16 +309,54 @@ TEST_P(A8Perplexity, WithinTarget) {
 
 INSTANTIATE_TEST_SUITE_P(
     Fixtures, A8Perplexity,
-    ::testing::Values(A8Case{"mamba1-tiny", "w8a8", 51.1571, 0, 0.05},
-                      A8Case{"mamba1-tiny", "w4a8", 51.1571, 0, 0.08},
-                      A8Case{"mamba2-tiny", "w8a8", 52.6749, 0, 0.01},
-                      A8Case{"mamba2-tiny", "w4a8", 52.6749, 0, 0.04}),
+    // Measured (8 calibration windows, first 24 val windows, x86-64 AVX2).
+    ::testing::Values(A8Case{"mamba1-tiny", "w8a8", 51.1571, 51.1419, 0.05},
+                      A8Case{"mamba1-tiny", "w4a8", 51.1571, 52.0695, 0.08},
+                      A8Case{"mamba2-tiny", "w8a8", 52.6749, 52.7371, 0.01},
+                      A8Case{"mamba2-tiny", "w4a8", 52.6749, 53.6938, 0.04}),
     [](const auto& info) {
       std::string n = info.param.fixture + "_" + info.param.scheme;
       for (char& ch : n)
         if (ch == '-') ch = '_';
       return n;
     });
+
+// ------------------------------------------------------------ auto-mix
+
+TEST(A8Recipe, AutoMixFitsTheBudgetWithTheMostSensitiveLayersAtW8) {
+  Model m = FixtureModel("mamba2-tiny");
+  QuantRecipeOptions opts;
+  opts.scheme = "w4a8";
+  opts.calib_text = FixtureText();
+  opts.calib.samples = kCalibSamples;
+  opts.auto_mix = "0.4x";  // between all-w4a8 (~0.29x) and all-w8a8 (~0.53x)
+  ASSERT_TRUE(ApplyQuantRecipe(m, opts).ok());
+  EXPECT_EQ(*m.extra.GetString("quant.scheme"), "mixed");
+  int w8 = 0, w4 = 0;
+  for (int l = 0; l < m.hp.n_layer; ++l) {
+    const TensorType t = m.Find(LayerTensorName(l, "ssm_in.weight"))->type;
+    (t == TensorType::kQ8 ? w8 : w4) += 1;
+  }
+  EXPECT_GT(w8, 0);
+  EXPECT_GT(w4, 0);
+  Model f16 = FixtureModel("mamba2-tiny");
+  ASSERT_TRUE(CastFloatTensors(f16, TensorType::kF16).ok());
+  const std::string dir = MakeTempDir("automix");
+  ASSERT_TRUE(SaveModel(m, dir + "/mix.ssmq").ok());
+  ASSERT_TRUE(SaveModel(f16, dir + "/f16.ssmq").ok());
+  const double ratio = static_cast<double>(std::filesystem::file_size(dir + "/mix.ssmq")) /
+                       static_cast<double>(std::filesystem::file_size(dir + "/f16.ssmq"));
+  std::printf("[mamba2-tiny auto-mix 0.4x] %d layers w8a8, %d w4a8, file %.3f of f16\n", w8, w4,
+              ratio);
+  EXPECT_LE(ratio, 0.41);  // tensor bytes fit 0.4x; headers add < 1%
+  EXPECT_NE(m.extra.GetString("quant.recipe")->find("auto-mix budget 0.4x"), std::string::npos);
+
+  Model small = FixtureModel("mamba2-tiny");
+  opts.auto_mix = "0.1x";  // below all-w4a8
+  EXPECT_EQ(ApplyQuantRecipe(small, opts).code(), StatusCode::kInvalidArgument);
+  opts.auto_mix = "lots";
+  EXPECT_EQ(ApplyQuantRecipe(small, opts).code(), StatusCode::kInvalidArgument);
+}
 
 // ------------------------------------------------------------ broken files
 
@@ -361,7 +400,7 @@ TEST(A8Runtime, BrokenActivationMetadataGetsTypedErrors) {
       {"x_proj_output groups that cut the dt_proj input columns [0, dt_rank)",
        [&](Model& m) {  // 2 groups of 28 channels: dt_rank = 24 ends inside the first
          m.SetTensor(ModelTensor::FromF32(ActScaleTensor(1, ActSite::kXProjOutput), {2},
-                                          std::vector<float>(2, 1.f)));
+                                          {1.f, 2.f}));  // distinct, so not one group
        },
        StatusCode::kBadShape},
   };
