@@ -6,6 +6,8 @@
 #include <limits>
 #include <memory>
 
+#include "convert/gguf_import.h"
+#include "convert/reorder.h"
 #include "runtime_cpu/hadamard.h"
 #include "runtime_cpu/observer.h"
 #include "runtime_cpu/runtime.h"
@@ -75,12 +77,23 @@ Result<ValidationReport> ValidateQuantized(const Model& quant, const Model& refe
     return Status(StatusCode::kInvalidArgument, "validate: window >= 2 and activation windows >= 1");
   }
   ValidationReport rep;
+  // A Quamba2 reorder permutes channels inside the weights: compare the
+  // weights after undoing it (the file stores the permutations) when possible.
+  const Model* weights = &quant;
+  Model unpermuted;
+  const std::string perm0 = "blk.0.perm.x_channels";
+  if (quant.Find(perm0) && !reference.Find(perm0)) {
+    unpermuted = quant;
+    if (DequantizeModelTensors(unpermuted).ok() && UndoMamba2Reorder(unpermuted).ok()) {
+      weights = &unpermuted;
+    }
+  }
   for (const ModelTensor& t : reference.tensors()) {
     if (IsAuxTensor(t.name)) continue;
     const ModelTensor* q = quant.Find(t.name);
     if (!q || q->numel() != t.numel()) continue;
     auto x = reference.ReadAsF32(t.name);
-    auto y = quant.ReadAsF32(t.name);
+    auto y = weights->ReadAsF32(t.name);
     if (!x.ok() || !y.ok()) continue;  // plain integer tensors (permutations)
     rep.weights.push_back({t.name, std::string(TensorTypeName(q->type)), Sqnr(*x, *y)});
   }
