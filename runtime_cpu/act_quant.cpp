@@ -17,10 +17,11 @@
 #include <algorithm>
 #include <cmath>
 
-#if defined(__x86_64__) || defined(__i386__)
-#include <immintrin.h>
+#include "runtime_cpu/simd_dispatch.h"
+
+#ifdef SSMQ_HAVE_X86_KERNELS
 #define SSMQ_HAVE_AVX2_KERNELS 1
-#define SSMQ_AVX2 __attribute__((target("avx2,fma")))
+#define SSMQ_AVX2 SSMQ_TARGET_AVX2
 #endif
 
 namespace ssmq::rt {

@@ -71,11 +71,12 @@ void Int8MatMul(const Weight& w, const Weight* bias, const ActQuant& aq, const i
                 const float* row_scales, int64_t n_tokens, float* y, int64_t y_stride,
                 int n_threads);
 
-// The kernel ISA Int8MatMul uses (decided once: AVX2 when the CPU has it).
-// Exposed so tests can run the scalar reference and the SIMD kernel on the same
-// input and compare them (they must agree exactly up to the fp32 block
-// combination, which both do in the same order: see int8_matmul.cpp).
-enum class Int8Isa { kScalar, kAvx2 };
+// The kernel ISA Int8MatMul uses (decided once from CpuIsa(): AVX-512 VNNI,
+// else AVX2, else scalar). Exposed so tests can run the scalar reference and
+// each SIMD kernel on the same input and compare them: they agree bit for bit
+// (exact int32 block sums, the same fp32 combination order: int8_matmul.cpp).
+// Int8MatMulWithIsa lowers an ISA the CPU lacks to the best one it has.
+enum class Int8Isa { kScalar, kAvx2, kAvx512Vnni };
 Int8Isa BestInt8Isa();
 void Int8MatMulWithIsa(Int8Isa isa, const Weight& w, const Weight* bias, const ActQuant& aq,
                        const int8_t* q, const float* row_scales, int64_t n_tokens, float* y,

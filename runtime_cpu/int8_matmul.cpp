@@ -36,10 +36,11 @@
 #include "format/quant.h"
 #include "runtime_cpu/act_quant.h"
 
-#if defined(__x86_64__) || defined(__i386__)
-#include <immintrin.h>
+#include "runtime_cpu/simd_dispatch.h"
+
+#ifdef SSMQ_HAVE_X86_KERNELS
 #define SSMQ_HAVE_AVX2_KERNELS 1
-#define SSMQ_AVX2 __attribute__((target("avx2,fma")))
+#define SSMQ_AVX2 SSMQ_TARGET_AVX2
 #endif
 
 namespace ssmq::rt {
@@ -375,9 +376,216 @@ SSMQ_AVX2 void RowsAvx2(const Int8Args& a, int64_t r0, int64_t r1) {
   }
 }
 
+
+// ---------------------------------------------------------------- AVX-512 VNNI
+//
+// vpdpbusd multiplies unsigned by signed bytes and adds groups of four into
+// int32 lanes, exactly (no int16 stage). The two weight formats meet it
+// differently:
+//   Q4: the codes are unsigned (0..15): u = code, s = a, and the zero point
+//       comes off once per block: isum = sum code·a - z · sum a, with sum a
+//       of each (token, block) computed once per call (Int8Prep::asum).
+//   Q8: the weights are signed, so the activations are biased once per call
+//       to u = a + 128 (Int8Prep::biased): sum (a+128)·w - sum 128·w, the
+//       second sum taken by one more vpdpbusd with a constant 128 vector.
+//       Bounds: |(a+128)·w| <= 255·128 per product, B <= 2^16 columns:
+//       < 2^31, and the subtraction is done lane-wise before the reduction.
+// Both give the exact int32 block sum, so the float combination (and the
+// output bits) are those of the scalar reference.
+
+struct Int8Prep {
+  const uint8_t* biased = nullptr;  // Q8: [n_tokens][cols] a + 128
+  const int32_t* asum = nullptr;    // Q4: [n_tokens][n_blocks] sum of a over the block
+  int64_t n_blocks = 0;
+};
+
+// 64 packed nibbles (32 bytes) -> 64 unsigned codes in element order (each
+// byte widened to 0x00HL, then (x | x << 4) & 0x0F0F puts L then H).
+SSMQ_TARGET_AVX512 inline __m512i UnpackQ4x64(const uint8_t* p) {
+  const __m512i x = _mm512_cvtepu8_epi16(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
+  return _mm512_and_si512(_mm512_or_si512(x, _mm512_slli_epi16(x, 4)), _mm512_set1_epi16(0x0F0F));
+}
+SSMQ_TARGET_AVX512 inline __m256i UnpackQ4x32u(const uint8_t* p) {
+  const __m256i x = _mm256_cvtepu8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+  return _mm256_and_si256(_mm256_or_si256(x, _mm256_slli_epi16(x, 4)), _mm256_set1_epi16(0x0F0F));
+}
+
+SSMQ_TARGET_AVX512 inline __m256i Fold512(__m512i v) {  // 16 lanes -> 8 lane sums
+  return _mm256_add_epi32(_mm512_castsi512_si256(v),
+                          _mm512_castsi512_si256(_mm512_shuffle_i64x2(v, v, 0x4E)));
+}
+
+template <int MR, int NT, bool kQ4>
+SSMQ_TARGET_AVX512 void Tile512(const Int8Args& a, const Int8Prep& prep, int64_t r, int64_t t0) {
+  static_assert((MR == 1 && (NT == 1 || NT == 4)) || (MR == 4 && NT == 1));
+  constexpr int K = MR * NT;
+  constexpr bool kShareW = MR == 1;
+  const Weight& w = *a.w;
+  const int64_t cols = w.cols, B = a.block;
+  const int8_t* qs[NT];
+  const uint8_t* us[NT];
+  for (int k = 0; k < NT; ++k) {
+    qs[k] = a.q + (t0 + k) * cols;
+    us[k] = kQ4 ? nullptr : prep.biased + (t0 + k) * cols;
+  }
+  const int8_t* w8[MR];
+  const uint8_t* w4[MR];
+  for (int i = 0; i < MR; ++i) {
+    w8[i] = reinterpret_cast<const int8_t*>(w.codes) + (r + i) * cols;
+    w4[i] = w.codes + (r + i) * (cols / 2);
+  }
+  const __m512i c128 = _mm512_set1_epi8(static_cast<char>(0x80));
+  const __m256i c128y = _mm256_set1_epi8(static_cast<char>(0x80));
+  __m128 facc = _mm_setzero_ps();
+  BlockWalk walk(a);
+  int64_t block_index = 0;
+  for (int64_t c0 = 0; c0 < cols; c0 += B, ++block_index) {
+    const int64_t c1 = std::min(cols, c0 + B);
+    walk.Seek(c0);
+    __m512i acc[K], corr[MR];
+    for (int k = 0; k < K; ++k) acc[k] = _mm512_setzero_si512();
+    for (int i = 0; i < MR; ++i) corr[i] = _mm512_setzero_si512();
+    int64_t c = c0;
+    for (; c + 64 <= c1; c += 64) {
+      if constexpr (kQ4) {
+        if constexpr (kShareW) {
+          const __m512i wv = UnpackQ4x64(w4[0] + (c >> 1));
+          for (int k = 0; k < NT; ++k)
+            acc[k] = _mm512_dpbusd_epi32(acc[k], wv, _mm512_loadu_si512(qs[k] + c));
+        } else {
+          const __m512i av = _mm512_loadu_si512(qs[0] + c);
+          for (int i = 0; i < MR; ++i)
+            acc[i] = _mm512_dpbusd_epi32(acc[i], UnpackQ4x64(w4[i] + (c >> 1)), av);
+        }
+      } else {
+        if constexpr (kShareW) {
+          const __m512i wv = _mm512_loadu_si512(w8[0] + c);
+          corr[0] = _mm512_dpbusd_epi32(corr[0], c128, wv);
+          for (int k = 0; k < NT; ++k)
+            acc[k] = _mm512_dpbusd_epi32(acc[k], _mm512_loadu_si512(us[k] + c), wv);
+        } else {
+          const __m512i uv = _mm512_loadu_si512(us[0] + c);
+          for (int i = 0; i < MR; ++i) {
+            const __m512i wv = _mm512_loadu_si512(w8[i] + c);
+            acc[i] = _mm512_dpbusd_epi32(acc[i], uv, wv);
+            corr[i] = _mm512_dpbusd_epi32(corr[i], c128, wv);
+          }
+        }
+      }
+    }
+    __m256i acc8[K];  // folded to 8 lanes; a 32-column step adds in ymm
+    for (int k = 0; k < K; ++k) {
+      const int i = kShareW ? 0 : k;
+      acc8[k] = Fold512(kQ4 ? acc[k] : _mm512_sub_epi32(acc[k], corr[i]));
+    }
+    if (c + 32 <= c1) {
+      __m256i a32[K], corr32[MR];
+      for (int k = 0; k < K; ++k) a32[k] = _mm256_setzero_si256();
+      for (int i = 0; i < MR; ++i) corr32[i] = _mm256_setzero_si256();
+      for (int i = 0; i < MR; ++i) {
+        const __m256i wv = kQ4 ? UnpackQ4x32u(w4[i] + (c >> 1))
+                               : _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w8[i] + c));
+        if (!kQ4) corr32[i] = _mm256_dpbusd_epi32(corr32[i], c128y, wv);
+        for (int k = 0; k < NT; ++k) {
+          const int lane = kShareW ? k : i;
+          if constexpr (kQ4) {
+            a32[lane] = _mm256_dpbusd_epi32(
+                a32[lane], wv, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(qs[k] + c)));
+          } else {
+            a32[lane] = _mm256_dpbusd_epi32(
+                a32[lane], _mm256_loadu_si256(reinterpret_cast<const __m256i*>(us[k] + c)), wv);
+          }
+        }
+      }
+      for (int k = 0; k < K; ++k) {
+        const int i = kShareW ? 0 : k;
+        acc8[k] = _mm256_add_epi32(acc8[k], kQ4 ? a32[k] : _mm256_sub_epi32(a32[k], corr32[i]));
+      }
+      c += 32;
+    }
+    int32_t tail[K] = {};
+    for (; c < c1; ++c) {  // fewer than 32 columns left: exact products (Q4: code · a, z below)
+      for (int i = 0; i < MR; ++i) {
+        const int32_t wq = kQ4 ? static_cast<int32_t>(Q4Get(w4[i], c)) : static_cast<int32_t>(w8[i][c]);
+        for (int k = 0; k < NT; ++k) tail[i + k] += wq * static_cast<int32_t>(qs[k][c]);
+      }
+    }
+    if constexpr (kQ4) {  // - z · sum a over the block
+      for (int i = 0; i < MR; ++i)
+        for (int k = 0; k < NT; ++k)
+          tail[i + k] -= walk.Zero(r + i) * prep.asum[(t0 + k) * prep.n_blocks + block_index];
+    }
+    if constexpr (K == 4) {
+      __m128i isum = HorizontalSum4(acc8[0], acc8[1], acc8[2], acc8[3]);
+      isum = _mm_add_epi32(isum, _mm_setr_epi32(tail[0], tail[1], tail[2], tail[3]));
+      const __m128 p = kShareW ? _mm_set1_ps(walk.Scale(r))
+                               : _mm_setr_ps(walk.Scale(r), walk.Scale(r + 1),
+                                             walk.Scale(r + 2), walk.Scale(r + 3));
+      facc = _mm_fmadd_ps(_mm_cvtepi32_ps(isum), p, facc);
+    } else {
+      const int32_t isum = HorizontalSum(acc8[0]) + tail[0];
+      facc = _mm_fmadd_ss(_mm_cvtsi32_ss(_mm_setzero_ps(), isum), _mm_set_ss(walk.Scale(r)),
+                          facc);
+    }
+  }
+  if constexpr (K == 4 && kShareW) {
+    float out[4];
+    const __m128 b = _mm_set1_ps(a.bias ? a.bias[r] : 0.0f);
+    _mm_storeu_ps(out, _mm_fmadd_ps(facc, _mm_loadu_ps(a.row_scales + t0), b));
+    for (int k = 0; k < NT; ++k) a.y[(t0 + k) * a.y_stride + r] = out[k];
+  } else if constexpr (K == 4) {
+    const __m128 b = a.bias ? _mm_loadu_ps(a.bias + r) : _mm_setzero_ps();
+    _mm_storeu_ps(a.y + t0 * a.y_stride + r,
+                  _mm_fmadd_ps(facc, _mm_set1_ps(a.row_scales[t0]), b));
+  } else {
+    const __m128 b = _mm_set_ss(a.bias ? a.bias[r] : 0.0f);
+    a.y[t0 * a.y_stride + r] =
+        _mm_cvtss_f32(_mm_fmadd_ss(facc, _mm_set_ss(a.row_scales[t0]), b));
+  }
+}
+
+template <bool kQ4>
+SSMQ_TARGET_AVX512 void RowsAvx512(const Int8Args& a, const Int8Prep& prep, int64_t r0, int64_t r1) {
+  int64_t t = 0;
+  for (; t + 4 <= a.n_tokens; t += 4)
+    for (int64_t r = r0; r < r1; ++r) Tile512<1, 4, kQ4>(a, prep, r, t);
+  for (; t < a.n_tokens; ++t) {
+    int64_t r = r0;
+    for (; r + 4 <= r1; r += 4) Tile512<4, 1, kQ4>(a, prep, r, t);
+    for (; r < r1; ++r) Tile512<1, 1, kQ4>(a, prep, r, t);
+  }
+}
+
+// The per-call preparation of the activations (see Int8Prep), into buffers
+// that grow once per thread and are then reused (no allocation per step).
+Int8Prep PrepareAvx512(const Weight& w, int64_t block, const int8_t* q, int64_t n_tokens) {
+  thread_local std::vector<uint8_t> biased;
+  thread_local std::vector<int32_t> asum;
+  Int8Prep prep;
+  const int64_t cols = w.cols;
+  if (w.format == WeightFormat::kQ4) {
+    prep.n_blocks = (cols + block - 1) / block;
+    Grow(asum, static_cast<size_t>(n_tokens * prep.n_blocks));
+    for (int64_t t = 0; t < n_tokens; ++t)
+      for (int64_t b = 0; b < prep.n_blocks; ++b) {
+        int32_t sum = 0;
+        const int64_t c1 = std::min(cols, (b + 1) * block);
+        for (int64_t c = b * block; c < c1; ++c) sum += q[t * cols + c];
+        asum[t * prep.n_blocks + b] = sum;
+      }
+    prep.asum = asum.data();
+  } else {
+    const size_t n = static_cast<size_t>(n_tokens * cols);
+    Grow(biased, n);
+    for (size_t i = 0; i < n; ++i) biased[i] = static_cast<uint8_t>(q[i]) ^ 0x80u;
+    prep.biased = biased.data();
+  }
+  return prep;
+}
 #endif  // SSMQ_HAVE_AVX2_KERNELS
 
 Int8RowsKernel Int8Kernel(Int8Isa isa, WeightFormat format) {
+  // (kAvx512Vnni runs through RowsAvx512 with its Int8Prep; see Int8MatMulWithIsa.)
   const bool q4 = format == WeightFormat::kQ4;
 #ifdef SSMQ_HAVE_AVX2_KERNELS
   if (isa == Int8Isa::kAvx2) return q4 ? RowsAvx2<true> : RowsAvx2<false>;
@@ -389,14 +597,11 @@ Int8RowsKernel Int8Kernel(Int8Isa isa, WeightFormat format) {
 }  // namespace
 
 Int8Isa BestInt8Isa() {
-  static const Int8Isa isa = [] {
-#ifdef SSMQ_HAVE_AVX2_KERNELS
-    __builtin_cpu_init();
-    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return Int8Isa::kAvx2;
-#endif
-    return Int8Isa::kScalar;
-  }();
-  return isa;
+  switch (CpuIsa()) {
+    case KernelIsa::kAvx512: return Int8Isa::kAvx512Vnni;
+    case KernelIsa::kAvx2: return Int8Isa::kAvx2;
+    default: return Int8Isa::kScalar;
+  }
 }
 
 void Int8MatMulWithIsa(Int8Isa isa, const Weight& w, const Weight* bias, const ActQuant& aq,
@@ -413,7 +618,7 @@ void Int8MatMulWithIsa(Int8Isa isa, const Weight& w, const Weight* bias, const A
       std::fill_n(y + t * y_stride, w.rows, std::numeric_limits<float>::quiet_NaN());
     return;
   }
-  if (BestInt8Isa() != Int8Isa::kAvx2) isa = Int8Isa::kScalar;
+  if (static_cast<int>(isa) > static_cast<int>(BestInt8Isa())) isa = BestInt8Isa();
   const Int8RowsKernel kernel = Int8Kernel(isa, w.format);
   const float* b = bias && bias->present() ? bias->f32 : nullptr;
   const int64_t n_chunks = (w.rows + kRowChunk - 1) / kRowChunk;
@@ -422,6 +627,19 @@ void Int8MatMulWithIsa(Int8Isa isa, const Weight& w, const Weight* bias, const A
     const int64_t tn = std::min(kTokenBlock, n_tokens - t0);
     const Int8Args args{&w, &aq, block, w.groups_per_row(), q + t0 * w.cols, row_scales + t0, b, tn,
                         y + t0 * y_stride, y_stride};
+#ifdef SSMQ_HAVE_AVX2_KERNELS
+    if (isa == Int8Isa::kAvx512Vnni) {
+      const Int8Prep prep = PrepareAvx512(w, block, args.q, tn);
+      const bool q4 = w.format == WeightFormat::kQ4;
+#pragma omp parallel for num_threads(nt) schedule(static) if (n_chunks > 1 && WorthThreads(tn * w.rows * w.cols, nt))
+      for (int64_t ch = 0; ch < n_chunks; ++ch) {
+        const int64_t r0 = ch * kRowChunk, r1 = std::min(w.rows, r0 + kRowChunk);
+        if (q4) RowsAvx512<true>(args, prep, r0, r1);
+        else RowsAvx512<false>(args, prep, r0, r1);
+      }
+      continue;
+    }
+#endif
 #pragma omp parallel for num_threads(nt) schedule(static) if (n_chunks > 1 && WorthThreads(tn * w.rows * w.cols, nt))
     for (int64_t ch = 0; ch < n_chunks; ++ch) {
       const int64_t r0 = ch * kRowChunk;

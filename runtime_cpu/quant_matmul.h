@@ -1,14 +1,21 @@
-// Weight-quantized matmul kernels (Q8 / Q4 weights, f32 activations).
-// The codes stay packed in memory; each kernel dequantizes a group of one
+// Matmul kernels for weights that are not f32 (Q8 / Q4 codes, F16 / BF16
+// values), f32 activations.
+//
+// Direct kernels (decode: a few tokens): each kernel converts a group of one
 // weight row in registers and accumulates in fp32:
 //   y[t][r] = bias[r] + sum_g s[r][g] * sum_{c in group g} (q[r][c] - z[r][g]) * x[t][c]
-// (z = 0 for Q8, 8 for symmetric Q4, the stored zero point otherwise).
-// Two implementations: the scalar reference and an AVX2+FMA one; the best
-// the CPU supports is picked once (on first use) via __builtin_cpu_supports.
+// (z = 0 for Q8, 8 for symmetric Q4, the stored zero point otherwise; F16 /
+// BF16 have one group per row and s = 1).
+// Expanded path (prefill: many tokens): MatMul (weight.cpp) converts a chunk
+// of rows to f32 once with DequantizeRows and runs the f32 kernel on it, so
+// the conversion is paid once per 64 tokens instead of once per token.
+// Implementations: the scalar reference, AVX2+FMA+F16C and AVX-512; the best
+// the CPU supports is picked once (simd_dispatch.h).
 #pragma once
 
 #include <cstdint>
 
+#include "runtime_cpu/simd_dispatch.h"
 #include "runtime_cpu/weight.h"
 
 namespace ssmq::rt {
@@ -18,17 +25,18 @@ using QuantRowsKernel = void (*)(const Weight& w, int64_t r0, int64_t r1, const 
                                  const float* x, int64_t x_stride, int64_t n_tokens, float* y,
                                  int64_t y_stride);
 
-enum class KernelIsa { kScalar, kAvx2 };
-
-// The kernel for w.format (kQ8 / kQ4) on the given ISA; nullptr for kF32 or
-// when the ISA is not compiled in.
+// The direct kernel for w.format on the given ISA; nullptr for kF32 or when
+// the ISA is not compiled in.
 QuantRowsKernel QuantKernel(WeightFormat format, KernelIsa isa);
 
-// The ISA MatMul uses: kAvx2 when the CPU has AVX2 and FMA, else kScalar.
-// Decided once.
+// The ISA MatMul uses (CpuIsa()).
 KernelIsa BestKernelIsa();
 
-// Dequantizes row r of w (any format) into out[0, cols).
+// Dequantizes row r of w (any format) into out[0, cols): the reference.
 void DequantizeRow(const Weight& w, int64_t r, float* out);
+// Rows [r0, r1) into out[(r - r0) * cols + c], with the SIMD of `isa`
+// (the same values as DequantizeRow: every conversion here is exact except
+// the one multiply q * s, which both round once).
+void DequantizeRows(const Weight& w, int64_t r0, int64_t r1, float* out, KernelIsa isa);
 
 }  // namespace ssmq::rt

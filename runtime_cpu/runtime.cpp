@@ -188,14 +188,14 @@ Status LoadLayer(const Model& m, const HParams& hp, int l, rt::LayerWeights& w) 
   auto name = [l](const char* suffix) { return LayerTensorName(l, suffix); };
   const int64_t dm = hp.d_model, di = hp.d_inner, N = hp.d_state;
   SSMQ_ASSIGN_OR_RETURN(w.norm, LoadSmall(m, name("norm.weight"), {dm}));
-  SSMQ_ASSIGN_OR_RETURN(w.in_proj, rt::LoadWeight(m, name("ssm_in.weight"), {hp.in_proj_dim(), dm}));
+  SSMQ_ASSIGN_OR_RETURN(w.in_proj, rt::LoadWeight(m, name("ssm_in.weight"), {hp.in_proj_dim(), dm}, false, true));
   SSMQ_ASSIGN_OR_RETURN(w.in_proj_bias,
                         rt::LoadWeight(m, name("ssm_in.bias"), {hp.in_proj_dim()}, true));
   SSMQ_ASSIGN_OR_RETURN(w.conv_w,
                         LoadSmall(m, name("ssm_conv1d.weight"), {hp.conv_dim(), hp.d_conv}));
   SSMQ_ASSIGN_OR_RETURN(w.conv_b, LoadSmall(m, name("ssm_conv1d.bias"), {hp.conv_dim()},
                                                  !hp.conv_bias));
-  SSMQ_ASSIGN_OR_RETURN(w.out_proj, rt::LoadWeight(m, name("ssm_out.weight"), {dm, di}));
+  SSMQ_ASSIGN_OR_RETURN(w.out_proj, rt::LoadWeight(m, name("ssm_out.weight"), {dm, di}, false, true));
   SSMQ_ASSIGN_OR_RETURN(w.out_proj_bias, rt::LoadWeight(m, name("ssm_out.bias"), {dm}, true));
   SSMQ_ASSIGN_OR_RETURN(const std::optional<HadamardKind> had,
                         ReadHadamardDescriptor(m.extra, l, "ssm_out"));
@@ -211,8 +211,8 @@ Status LoadLayer(const Model& m, const HParams& hp, int l, rt::LayerWeights& w) 
   rt::Weight a_log;
   if (hp.arch == Arch::kMamba1) {
     SSMQ_ASSIGN_OR_RETURN(w.x_proj,
-                          rt::LoadWeight(m, name("ssm_x.weight"), {hp.dt_rank + 2 * N, di}));
-    SSMQ_ASSIGN_OR_RETURN(w.dt_proj, rt::LoadWeight(m, name("ssm_dt.weight"), {di, hp.dt_rank}));
+                          rt::LoadWeight(m, name("ssm_x.weight"), {hp.dt_rank + 2 * N, di}, false, true));
+    SSMQ_ASSIGN_OR_RETURN(w.dt_proj, rt::LoadWeight(m, name("ssm_dt.weight"), {di, hp.dt_rank}, false, true));
     SSMQ_ASSIGN_OR_RETURN(w.dt_bias, LoadSmall(m, name("ssm_dt.bias"), {di}));
     SSMQ_ASSIGN_OR_RETURN(a_log, LoadSmall(m, name("ssm_a_log"), {di, N}));
     SSMQ_ASSIGN_OR_RETURN(w.d, LoadSmall(m, name("ssm_d"), {di}));
@@ -250,12 +250,12 @@ Result<std::unique_ptr<Runtime>> Runtime::Create(const Model& model, const Runti
   SSMQ_RETURN_IF_ERROR(CheckHParams(hp));
   if (hp.arch == Arch::kMamba2 && hp.norm_group_size == 0) hp.norm_group_size = hp.d_inner;
   SSMQ_ASSIGN_OR_RETURN(impl->token_embd,
-                        rt::LoadWeight(model, "token_embd.weight", {hp.vocab_size, hp.d_model}));
+                        rt::LoadWeight(model, "token_embd.weight", {hp.vocab_size, hp.d_model}, false, true));
   SSMQ_ASSIGN_OR_RETURN(impl->output_norm,
                         LoadSmall(model, "output_norm.weight", {hp.d_model}));
   if (!hp.tied_embeddings) {
     SSMQ_ASSIGN_OR_RETURN(impl->output,
-                          rt::LoadWeight(model, "output.weight", {hp.vocab_size, hp.d_model}));
+                          rt::LoadWeight(model, "output.weight", {hp.vocab_size, hp.d_model}, false, true));
   }
   impl->layers.resize(static_cast<size_t>(hp.n_layer));
   for (int l = 0; l < hp.n_layer; ++l) {

@@ -84,11 +84,6 @@ struct Scratch {
   std::vector<float> state_f32;   // one layer's dequantized int8 SSM state
 };
 
-template <typename T>
-inline void Grow(std::vector<T>& v, size_t n) {
-  if (v.size() < n) v.resize(n);
-}
-
 }  // namespace rt
 
 struct Runtime::Impl {

@@ -1,7 +1,12 @@
-// SSMQ_HOT marks the few hot kernels (matmul tiles, scans) that GCC compiles
+// How the runtime picks SIMD code.
+//
+// SSMQ_HOT marks the few plain-C++ hot loops (norms, scans) that GCC compiles
 // twice: for x86-64-v3 (AVX2 + FMA) and for the baseline, picked at load time
-// by the CPU (ifunc). The code stays plain scalar C++ that -O3 vectorizes;
-// this only widens the vectors where the machine allows it.
+// by the CPU (ifunc). The code stays plain scalar C++ that -O3 vectorizes.
+//
+// Hand-written kernels use the SSMQ_TARGET_* attributes instead and are
+// chosen once, at first use, by CpuIsa() below; each keeps a scalar
+// reference beside it that the tests compare it with.
 #pragma once
 
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && \
@@ -10,3 +15,34 @@
 #else
 #define SSMQ_HOT
 #endif
+
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#define SSMQ_HAVE_X86_KERNELS 1
+// AVX2 + FMA + F16C (x86-64-v3 machines: Haswell and later, Zen).
+#define SSMQ_TARGET_AVX2 __attribute__((target("avx2,fma,f16c")))
+// AVX-512 F/BW/DQ/VL with VNNI (Ice Lake, Sapphire Rapids, Zen 4 and later).
+#define SSMQ_TARGET_AVX512 \
+  __attribute__((target("avx512f,avx512bw,avx512dq,avx512vl,avx512vnni,avx2,fma,f16c")))
+#endif
+
+namespace ssmq::rt {
+
+#ifdef SSMQ_HAVE_X86_KERNELS
+// Sum of the 16 lanes (GCC 12's _mm512_reduce_add_ps trips -Wuninitialized).
+SSMQ_TARGET_AVX512 inline float ReduceAdd512(__m512 v) {
+  const __m512 s1 = _mm512_add_ps(v, _mm512_shuffle_f32x4(v, v, 0x4E));    // + other 256-bit half
+  const __m512 s2 = _mm512_add_ps(s1, _mm512_shuffle_f32x4(s1, s1, 0xB1));  // + neighbour 128-bit lane
+  __m128 s = _mm512_castps512_ps128(s2);
+  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+  s = _mm_add_ss(s, _mm_movehdup_ps(s));
+  return _mm_cvtss_f32(s);
+}
+#endif
+
+// The widest kernel family this CPU runs; decided once.
+enum class KernelIsa { kScalar, kAvx2, kAvx512 };
+KernelIsa CpuIsa();
+const char* KernelIsaName(KernelIsa isa);
+
+}  // namespace ssmq::rt

@@ -6,6 +6,7 @@
 
 #include "format/quant.h"
 #include "runtime_cpu/quant_matmul.h"
+#include "runtime_cpu/f32_gemm.h"
 #include "runtime_cpu/simd_dispatch.h"
 
 namespace ssmq::rt {
@@ -17,7 +18,7 @@ std::string ShapeText(const std::vector<int64_t>& s) {
 }
 
 void ExpandToF32(Weight& w) {
-  if (!w.quantized()) return;
+  if (!w.quantized() && !w.is_half()) return;
   std::vector<float> values(static_cast<size_t>(w.rows * w.cols));
   for (int64_t r = 0; r < w.rows; ++r) DequantizeRow(w, r, values.data() + r * w.cols);
   w.converted = std::move(values);
@@ -26,67 +27,12 @@ void ExpandToF32(Weight& w) {
   w.codes = nullptr;
   w.scales = nullptr;
   w.zeros = nullptr;
+  w.half = nullptr;
   w.group_size = 0;
   w.owned_scales.clear();
 }
 
 namespace {
-
-// Rows [r0, r1) of y for tokens [0, n_tokens): 2x4 register tiles (two
-// weight rows against four tokens) so each loaded weight value feeds four
-// FMAs and each token value two.
-SSMQ_HOT void MatMulRows(const float* w, int64_t cols, int64_t r0, int64_t r1, const float* bias,
-                         const float* x, int64_t x_stride, int64_t n_tokens, float* y,
-                         int64_t y_stride) {
-  int64_t r = r0;
-  for (; r + 2 <= r1; r += 2) {
-    const float* w0 = w + r * cols;
-    const float* w1 = w0 + cols;
-    const float b0 = bias ? bias[r] : 0.0f;
-    const float b1 = bias ? bias[r + 1] : 0.0f;
-    int64_t t = 0;
-    for (; t + 4 <= n_tokens; t += 4) {
-      const float* x0 = x + t * x_stride;
-      const float* x1 = x0 + x_stride;
-      const float* x2 = x1 + x_stride;
-      const float* x3 = x2 + x_stride;
-      float a00 = 0, a01 = 0, a02 = 0, a03 = 0, a10 = 0, a11 = 0, a12 = 0, a13 = 0;
-#pragma omp simd reduction(+ : a00, a01, a02, a03, a10, a11, a12, a13)
-      for (int64_t c = 0; c < cols; ++c) {
-        const float u = w0[c], v = w1[c];
-        a00 += u * x0[c]; a01 += u * x1[c]; a02 += u * x2[c]; a03 += u * x3[c];
-        a10 += v * x0[c]; a11 += v * x1[c]; a12 += v * x2[c]; a13 += v * x3[c];
-      }
-      float* yt = y + t * y_stride + r;
-      yt[0] = a00 + b0; yt[1] = a10 + b1; yt += y_stride;
-      yt[0] = a01 + b0; yt[1] = a11 + b1; yt += y_stride;
-      yt[0] = a02 + b0; yt[1] = a12 + b1; yt += y_stride;
-      yt[0] = a03 + b0; yt[1] = a13 + b1;
-    }
-    for (; t < n_tokens; ++t) {
-      const float* x0 = x + t * x_stride;
-      float a0 = 0, a1 = 0;
-#pragma omp simd reduction(+ : a0, a1)
-      for (int64_t c = 0; c < cols; ++c) {
-        a0 += w0[c] * x0[c];
-        a1 += w1[c] * x0[c];
-      }
-      y[t * y_stride + r] = a0 + b0;
-      y[t * y_stride + r + 1] = a1 + b1;
-    }
-  }
-  for (; r < r1; ++r) {
-    const float* w0 = w + r * cols;
-    const float b0 = bias ? bias[r] : 0.0f;
-    for (int64_t t = 0; t < n_tokens; ++t) {
-      const float* x0 = x + t * x_stride;
-      float a0 = 0;
-#pragma omp simd reduction(+ : a0)
-      for (int64_t c = 0; c < cols; ++c) a0 += w0[c] * x0[c];
-      y[t * y_stride + r] = a0 + b0;
-    }
-  }
-}
 
 // Views an f32 tensor of exactly n elements (any shape) in place, or copies
 // it into `owned` when it is not f32-aligned.
@@ -156,7 +102,7 @@ Status ViewQuantized(const Model& model, const ModelTensor& t, Weight& w) {
 int ThreadCount(int n_threads) { return n_threads > 0 ? n_threads : omp_get_max_threads(); }
 
 Result<Weight> LoadWeight(const Model& model, const std::string& name,
-                          const std::vector<int64_t>& shape, bool optional) {
+                          const std::vector<int64_t>& shape, bool optional, bool keep_half) {
   Weight w;
   w.name = name;
   const ModelTensor* t = model.Find(name);
@@ -199,6 +145,12 @@ Result<Weight> LoadWeight(const Model& model, const std::string& name,
     }
     return w;
   }
+  if (keep_half && (t->type == TensorType::kF16 || t->type == TensorType::kBF16) &&
+      reinterpret_cast<uintptr_t>(t->data.data()) % alignof(uint16_t) == 0) {
+    w.format = t->type == TensorType::kF16 ? WeightFormat::kF16 : WeightFormat::kBF16;
+    w.half = reinterpret_cast<const uint16_t*>(t->data.data());
+    return w;
+  }
   w.converted.assign(n, 0.0f);
   Status st = FloatToF32(t->type, t->data, w.converted);
   if (!st.ok()) return st.WithContext("runtime: converting '" + name + "'");
@@ -212,22 +164,36 @@ void MatMul(const Weight& w, const Weight* bias, const float* x, int64_t x_strid
   // in L2 while every weight row streams past them once.
   constexpr int64_t kTokenBlock = 64;
   constexpr int64_t kRowChunk = 16;
+  // From this many tokens on, a non-f32 weight chunk is converted to f32
+  // once (16 rows x cols floats, in L2) and the f32 kernel runs on it:
+  // conversion is then paid once per block, not once per 4-token tile.
+  constexpr int64_t kExpandMinTokens = 8;
   const float* b = bias && bias->present() ? bias->f32 : nullptr;
   const int64_t n_chunks = (w.rows + kRowChunk - 1) / kRowChunk;
   const int nt = ThreadCount(n_threads);
-  const QuantRowsKernel quant_rows = QuantKernel(w.format, BestKernelIsa());
+  const KernelIsa isa = BestKernelIsa();
+  const QuantRowsKernel direct = QuantKernel(w.format, isa);
+  const F32RowsKernel f32_rows = F32Kernel(isa);
   for (int64_t t0 = 0; t0 < n_tokens; t0 += kTokenBlock) {
     const int64_t tn = std::min(kTokenBlock, n_tokens - t0);
     const float* xb = x + t0 * x_stride;
     float* yb = y + t0 * y_stride;
+    const bool expand = direct && tn >= kExpandMinTokens;
 #pragma omp parallel for num_threads(nt) schedule(static) if (n_chunks > 1 && WorthThreads(tn * w.rows * w.cols, nt))
     for (int64_t ch = 0; ch < n_chunks; ++ch) {
       const int64_t r0 = ch * kRowChunk;
       const int64_t r1 = std::min(w.rows, r0 + kRowChunk);
-      if (quant_rows) {
-        quant_rows(w, r0, r1, b, xb, x_stride, tn, yb, y_stride);
+      if (!direct) {
+        f32_rows(w.f32 + r0 * w.cols, w.cols, r1 - r0, b ? b + r0 : nullptr, xb, x_stride, tn,
+                 yb + r0, y_stride);
+      } else if (expand) {
+        thread_local std::vector<float> rows_f32;  // grown once per thread, then reused
+        Grow(rows_f32, static_cast<size_t>(kRowChunk * w.cols));
+        DequantizeRows(w, r0, r1, rows_f32.data(), isa);
+        f32_rows(rows_f32.data(), w.cols, r1 - r0, b ? b + r0 : nullptr, xb, x_stride, tn,
+                 yb + r0, y_stride);
       } else {
-        MatMulRows(w.f32, w.cols, r0, r1, b, xb, x_stride, tn, yb, y_stride);
+        direct(w, r0, r1, b, xb, x_stride, tn, yb, y_stride);
       }
     }
   }

@@ -1,7 +1,9 @@
-// A model tensor as the runtime uses it: an f32 view of [rows, cols]
-// (1-D tensors: cols = 1). F32 tensors are viewed in place (zero copy);
-// F16/BF16 are converted once into `converted`. Every matmul goes through
-// MatMul(const Weight&, ...), the one place quantized kernels will plug in.
+// A model tensor as the runtime uses it: a view of [rows, cols] (1-D
+// tensors: cols = 1). F32 tensors are viewed in place (zero copy). F16/BF16
+// matmul weights are viewed in place too (kF16/kBF16, converted in registers
+// by the kernels, so an f16 model costs 2 bytes per weight in memory and per
+// decoded token); other F16/BF16 tensors are converted once into `converted`.
+// Every matmul goes through MatMul(const Weight&, ...).
 #pragma once
 
 #include <cstdint>
@@ -14,10 +16,11 @@
 
 namespace ssmq::rt {
 
-// How a Weight's values are held. kF32: `f32`. kQ8 / kQ4: zero-copy views of
-// the file's codes and scales, dequantized inside the matmul kernels
+// How a Weight's values are held. kF32: `f32`. kF16 / kBF16: `half`, a
+// zero-copy view of the file's 16-bit values. kQ8 / kQ4: zero-copy views of
+// the file's codes and scales. Both are converted inside the matmul kernels
 // (runtime_cpu/quant_matmul.h), never expanded to f32 at load.
-enum class WeightFormat : uint8_t { kF32, kQ8, kQ4 };
+enum class WeightFormat : uint8_t { kF32, kF16, kBF16, kQ8, kQ4 };
 
 struct Weight {
   std::string name;
@@ -26,6 +29,7 @@ struct Weight {
   int64_t cols = 0;
   const float* f32 = nullptr;    // rows*cols values, row-major; nullptr when absent
   std::vector<float> converted;  // owns the values when the source was not F32
+  const uint16_t* half = nullptr;  // kF16 / kBF16: rows*cols values, row-major
 
   // Quantized storage (format != kF32). A row's scales cover consecutive
   // groups of `group_size` columns (the last group may be shorter); per
@@ -37,8 +41,9 @@ struct Weight {
   int64_t group_size = 0;
   std::vector<float> owned_scales;  // when the file's scales could not be viewed in place
 
-  bool present() const { return f32 != nullptr || codes != nullptr; }
-  bool quantized() const { return format != WeightFormat::kF32; }
+  bool present() const { return f32 != nullptr || codes != nullptr || half != nullptr; }
+  bool quantized() const { return format == WeightFormat::kQ8 || format == WeightFormat::kQ4; }
+  bool is_half() const { return format == WeightFormat::kF16 || format == WeightFormat::kBF16; }
   bool zero_copy() const { return present() && converted.empty(); }
   int64_t groups_per_row() const {
     return group_size > 0 ? (cols + group_size - 1) / group_size : 0;
@@ -48,9 +53,12 @@ struct Weight {
 // Loads tensor `name` expecting exactly `shape` (PyTorch order; 1-D or 2-D).
 // kNotFound when absent (unless optional: then an absent Weight), kBadShape on a
 // shape mismatch, kUnsupported for non-float types other than q8/q4 (whose
-// "<name>.scale" / "<name>.zero" tensors are viewed alongside).
+// "<name>.scale" / "<name>.zero" tensors are viewed alongside). keep_half:
+// F16/BF16 tensors stay 16-bit views (matmul weights); otherwise they are
+// converted to f32 (the per-channel vectors the element kernels read).
 Result<Weight> LoadWeight(const Model& model, const std::string& name,
-                          const std::vector<int64_t>& shape, bool optional = false);
+                          const std::vector<int64_t>& shape, bool optional = false,
+                          bool keep_half = false);
 
 // y[t*y_stride + r] = sum_c W[r][c] * x[t*x_stride + c] (+ bias[r])
 // for t < n_tokens, r < W.rows; c < W.cols. fp32 accumulation. Tokens are
@@ -63,6 +71,12 @@ void MatMul(const Weight& w, const Weight* bias, const float* x, int64_t x_strid
 // Replaces a quantized weight by its dequantized f32 values (owned); used for
 // the small per-channel parameters only, never for matmul weights.
 void ExpandToF32(Weight& w);
+
+// Grows a scratch vector to at least n elements (never shrinks it).
+template <typename T>
+inline void Grow(std::vector<T>& v, size_t n) {
+  if (v.size() < n) v.resize(n);
+}
 
 // "[a, b]" for error messages.
 std::string ShapeText(const std::vector<int64_t>& shape);

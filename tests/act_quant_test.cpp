@@ -318,8 +318,10 @@ class Int8Kernels : public ::testing::TestWithParam<Int8Case> {};
 TEST_P(Int8Kernels, ScalarAvx2IdenticalAndMatchOracle) {
   const Int8Case c = GetParam();
   QuantMatrix m = MakeQuant(c.rows, c.cols, c.q4, c.wgroup, c.zero_point, 7 + c.cols);
-  const bool have_avx2 = rt::BestInt8Isa() == rt::Int8Isa::kAvx2;
-  if (!have_avx2) std::printf("no AVX2 on this CPU: the scalar kernel only\n");
+  std::vector<rt::Int8Isa> simd_isas;  // every SIMD kernel this CPU runs
+  if (rt::BestInt8Isa() >= rt::Int8Isa::kAvx2) simd_isas.push_back(rt::Int8Isa::kAvx2);
+  if (rt::BestInt8Isa() >= rt::Int8Isa::kAvx512Vnni) simd_isas.push_back(rt::Int8Isa::kAvx512Vnni);
+  if (simd_isas.empty()) std::printf("no AVX2 on this CPU: the scalar kernel only\n");
   const auto bias_values = RandomVector(c.rows, 9);
   rt::Weight bias;
   bias.name = "bias";
@@ -366,11 +368,11 @@ TEST_P(Int8Kernels, ScalarAvx2IdenticalAndMatchOracle) {
         rt::Int8MatMulWithIsa(rt::Int8Isa::kScalar, m.w, b, aq, q.data(), rs.data(), tokens,
                               y.data(), ys, threads);
         same_bits(y, "scalar");
-        if (have_avx2) {
+        for (rt::Int8Isa isa : simd_isas) {
           std::fill(y.begin(), y.end(), -1.0f);
-          rt::Int8MatMulWithIsa(rt::Int8Isa::kAvx2, m.w, b, aq, q.data(), rs.data(), tokens,
-                                y.data(), ys, threads);
-          same_bits(y, "avx2");
+          rt::Int8MatMulWithIsa(isa, m.w, b, aq, q.data(), rs.data(), tokens, y.data(), ys,
+                                threads);
+          same_bits(y, isa == rt::Int8Isa::kAvx2 ? "avx2" : "avx512-vnni");
         }
         std::fill(y.begin(), y.end(), -1.0f);
         rt::Int8MatMul(m.w, b, aq, q.data(), rs.data(), tokens, y.data(), ys, threads);
@@ -450,11 +452,14 @@ TEST(Int8MatMul, Q8CodeMinus128StillExact) {
         isum += static_cast<int8_t>(codes[r * cols + c]) * q[t * cols + c];
       ASSERT_EQ(want[t * rows + r], std::fma(std::fma(float(isum), 0.01f, 0.0f), 0.5f, 0.0f));
     }
-  if (rt::BestInt8Isa() != rt::Int8Isa::kAvx2) GTEST_SKIP() << "no AVX2";
-  rt::Int8MatMulWithIsa(rt::Int8Isa::kAvx2, w, nullptr, aq, q.data(), rs.data(), tokens,
-                        got.data(), rows, 1);
-  for (size_t i = 0; i < want.size(); ++i)
-    ASSERT_EQ(std::bit_cast<uint32_t>(got[i]), std::bit_cast<uint32_t>(want[i])) << i;
+  if (rt::BestInt8Isa() < rt::Int8Isa::kAvx2) GTEST_SKIP() << "no AVX2";
+  for (rt::Int8Isa isa : {rt::Int8Isa::kAvx2, rt::Int8Isa::kAvx512Vnni}) {
+    if (isa > rt::BestInt8Isa()) continue;
+    rt::Int8MatMulWithIsa(isa, w, nullptr, aq, q.data(), rs.data(), tokens, got.data(), rows, 1);
+    for (size_t i = 0; i < want.size(); ++i)
+      ASSERT_EQ(std::bit_cast<uint32_t>(got[i]), std::bit_cast<uint32_t>(want[i]))
+          << "isa " << static_cast<int>(isa) << " element " << i;
+  }
 }
 
 // An absent bias Weight is the same as no bias.

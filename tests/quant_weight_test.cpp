@@ -11,6 +11,8 @@
 #include <ostream>
 #include <random>
 #include <string>
+#include <tuple>
+#include <utility>
 #include <vector>
 
 #include "convert/hf_import.h"
@@ -19,6 +21,7 @@
 #include "convert/recipe.h"
 #include "format/quant.h"
 #include "model/model_io.h"
+#include "runtime_cpu/f32_gemm.h"
 #include "runtime_cpu/quant_matmul.h"
 #include "runtime_cpu/runtime.h"
 #include "runtime_cpu/weight.h"
@@ -96,48 +99,116 @@ struct KernelCase {
 
 class QuantKernels : public ::testing::TestWithParam<KernelCase> {};
 
-// Every kernel (scalar, AVX2 when the CPU has it, and MatMul's dispatch with
-// 1 and 2 threads) equals dequantize-then-multiply to f32 summation error.
+// Every ISA the CPU runs (scalar, AVX2, AVX-512).
+std::vector<rt::KernelIsa> CpuIsas() {
+  std::vector<rt::KernelIsa> isas = {rt::KernelIsa::kScalar};
+  if (rt::BestKernelIsa() >= rt::KernelIsa::kAvx2) isas.push_back(rt::KernelIsa::kAvx2);
+  if (rt::BestKernelIsa() >= rt::KernelIsa::kAvx512) isas.push_back(rt::KernelIsa::kAvx512);
+  return isas;
+}
+
+double MaxAbsDiff(const std::vector<float>& y, const std::vector<double>& want) {
+  double worst = 0;
+  for (size_t i = 0; i < y.size(); ++i) worst = std::max(worst, std::fabs(y[i] - want[i]));
+  return worst;
+}
+
+// Every direct kernel (each ISA, decode-sized and prefill-sized token counts),
+// MatMul's dispatch (direct below 8 tokens, expand-then-f32 kernel above) with
+// 1 and 2 threads, equals dequantize-then-multiply to f32 summation error;
+// DequantizeRows of every ISA equals the reference DequantizeRow exactly.
+void CheckWeightKernels(const rt::Weight& w, const std::vector<float>& dequantized) {
+  const int64_t rows = w.rows, cols = w.cols;
+  const auto bias = RandomVector(rows, 9);
+  for (int64_t tokens : {int64_t{1}, int64_t{3}, int64_t{70}}) {  // 70: > one 64-token block
+    SCOPED_TRACE("tokens " + std::to_string(tokens));
+    const auto x = RandomVector(tokens * cols, 8 + tokens);
+    const auto want = Reference(dequantized, rows, cols, x, tokens, bias);
+    double scale = 0;
+    for (double v : want) scale = std::max(scale, std::fabs(v));
+    const double tol = 2e-6 * scale * std::sqrt(double(cols));
+    for (rt::KernelIsa isa : CpuIsas()) {
+      auto kernel = rt::QuantKernel(w.format, isa);
+      ASSERT_NE(kernel, nullptr);
+      std::vector<float> y(tokens * rows, -1.0f);
+      kernel(w, 0, rows, bias.data(), x.data(), cols, tokens, y.data(), rows);
+      EXPECT_LE(MaxAbsDiff(y, want), tol) << "isa " << rt::KernelIsaName(isa);
+    }
+    rt::Weight b;
+    b.rows = rows, b.cols = 1, b.f32 = bias.data();
+    for (int threads : {1, 2}) {
+      const int64_t ys = rows + 3;  // strided output
+      std::vector<float> y(tokens * ys, -1.0f);
+      rt::MatMul(w, &b, x.data(), cols, tokens, y.data(), ys, threads);
+      double worst = 0;
+      for (int64_t t = 0; t < tokens; ++t)
+        for (int64_t r = 0; r < rows; ++r)
+          worst = std::max(worst, std::fabs(y[t * ys + r] - want[t * rows + r]));
+      EXPECT_LE(worst, tol) << threads << " threads";
+      EXPECT_EQ(y[ys - 1], -1.0f);  // padding untouched
+    }
+  }
+  std::vector<float> row(cols);
+  for (int64_t r : {int64_t{0}, rows - 1}) {
+    rt::DequantizeRow(w, r, row.data());
+    for (int64_t i = 0; i < cols; ++i) ASSERT_EQ(row[i], dequantized[r * cols + i]);
+  }
+  for (rt::KernelIsa isa : CpuIsas()) {
+    std::vector<float> all(rows * cols);
+    rt::DequantizeRows(w, 0, rows, all.data(), isa);
+    for (int64_t i = 0; i < rows * cols; ++i)
+      ASSERT_EQ(all[i], dequantized[i]) << rt::KernelIsaName(isa) << " element " << i;
+  }
+}
+
 TEST_P(QuantKernels, MatchDequantizedReference) {
   const KernelCase c = GetParam();
-  const int64_t tokens = 70;  // > one 64-token block, not a multiple of 4
   QuantMatrix m = MakeQuant(c.rows, c.cols, c.q4, c.group, c.zero_point, 7);
-  const auto x = RandomVector(tokens * c.cols, 8);
-  const auto bias = RandomVector(c.rows, 9);
-  const auto want = Reference(m.dequantized, c.rows, c.cols, x, tokens, bias);
-  double scale = 0;
-  for (double v : want) scale = std::max(scale, std::fabs(v));
-  const double tol = 2e-6 * scale * std::sqrt(double(c.cols));
+  CheckWeightKernels(m.w, m.dequantized);
+}
 
-  std::vector<rt::KernelIsa> isas = {rt::KernelIsa::kScalar};
-  if (rt::BestKernelIsa() == rt::KernelIsa::kAvx2) isas.push_back(rt::KernelIsa::kAvx2);
-  for (rt::KernelIsa isa : isas) {
-    auto kernel = rt::QuantKernel(m.w.format, isa);
-    ASSERT_NE(kernel, nullptr);
-    std::vector<float> y(tokens * c.rows, -1.0f);
-    kernel(m.w, 0, c.rows, bias.data(), x.data(), c.cols, tokens, y.data(), c.rows);
-    double worst = 0;
-    for (size_t i = 0; i < y.size(); ++i) worst = std::max(worst, std::fabs(y[i] - want[i]));
-    EXPECT_LE(worst, tol) << "isa " << static_cast<int>(isa);
+// F16 / BF16 matmul weights stay 16-bit views; the same checks.
+TEST(HalfKernels, MatchConvertedReference) {
+  for (bool bf16 : {false, true}) {
+    for (auto [rows, cols] : {std::pair<int64_t, int64_t>{37, 768}, {19, 45}, {5, 100}}) {
+      SCOPED_TRACE(std::string(bf16 ? "bf16 " : "f16 ") + std::to_string(rows) + "x" +
+                   std::to_string(cols));
+      const auto values = RandomVector(rows * cols, 21);
+      std::vector<uint16_t> half(values.size());
+      std::vector<float> exact(values.size());
+      for (size_t i = 0; i < values.size(); ++i) {
+        half[i] = bf16 ? F32ToBF16(values[i]) : F32ToF16(values[i]);
+        exact[i] = bf16 ? BF16ToF32(half[i]) : F16ToF32(half[i]);
+      }
+      rt::Weight w;
+      w.rows = rows, w.cols = cols;
+      w.format = bf16 ? rt::WeightFormat::kBF16 : rt::WeightFormat::kF16;
+      w.half = half.data();
+      CheckWeightKernels(w, exact);
+    }
   }
-  rt::Weight b;
-  b.rows = c.rows, b.cols = 1, b.f32 = bias.data();
-  for (int threads : {1, 2}) {
-    const int64_t ys = c.rows + 3;  // strided output
-    std::vector<float> y(tokens * ys, -1.0f);
-    rt::MatMul(m.w, &b, x.data(), c.cols, tokens, y.data(), ys, threads);
-    double worst = 0;
-    for (int64_t t = 0; t < tokens; ++t)
-      for (int64_t r = 0; r < c.rows; ++r)
-        worst = std::max(worst, std::fabs(y[t * ys + r] - want[t * c.rows + r]));
-    EXPECT_LE(worst, tol) << threads << " threads";
-    EXPECT_EQ(y[ys - 1], -1.0f);  // padding untouched
-  }
-  // DequantizeRow reproduces the reference dequantizer exactly.
-  std::vector<float> row(c.cols);
-  for (int64_t r : {int64_t{0}, c.rows - 1}) {
-    rt::DequantizeRow(m.w, r, row.data());
-    for (int64_t i = 0; i < c.cols; ++i) ASSERT_EQ(row[i], m.dequantized[r * c.cols + i]);
+}
+
+// The AVX-512 f32 kernel against the reference (4x4 tiles, row and token
+// remainders, masked column tails).
+TEST(F32Kernels, Avx512MatchesReference) {
+  if (rt::BestKernelIsa() < rt::KernelIsa::kAvx512) GTEST_SKIP() << "no AVX-512";
+  for (auto [rows, cols, tokens] : {std::tuple<int64_t, int64_t, int64_t>{37, 768, 70},
+                                    {6, 45, 5}, {16, 100, 1}, {3, 7, 9}}) {
+    const auto w = RandomVector(rows * cols, 31);
+    const auto x = RandomVector(tokens * cols, 32);
+    const auto bias = RandomVector(rows, 33);
+    std::vector<float> want(tokens * rows), got(tokens * rows);
+    rt::F32Kernel(rt::KernelIsa::kScalar)(w.data(), cols, rows, bias.data(), x.data(), cols,
+                                          tokens, want.data(), rows);
+    rt::F32Kernel(rt::KernelIsa::kAvx512)(w.data(), cols, rows, bias.data(), x.data(), cols,
+                                          tokens, got.data(), rows);
+    double scale = 0, worst = 0;
+    for (size_t i = 0; i < want.size(); ++i) {
+      scale = std::max(scale, double(std::fabs(want[i])));
+      worst = std::max(worst, double(std::fabs(got[i] - want[i])));
+    }
+    EXPECT_LE(worst, 2e-6 * scale * std::sqrt(double(cols))) << rows << "x" << cols;
   }
 }
 
