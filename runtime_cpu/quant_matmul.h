@@ -32,6 +32,21 @@ QuantRowsKernel QuantKernel(WeightFormat format, KernelIsa isa);
 // The ISA MatMul uses (CpuIsa()).
 KernelIsa BestKernelIsa();
 
+// Q4 weights at decode on AVX-512: the activations reordered once per call
+// (each 32-column block: its 16 even columns, then its 16 odd ones) and their
+// per-group sums, so each row unpacks with one widening and two ALU ops
+// (quant_matmul.cpp). Applies when every group is whole multiples of 32.
+struct Q4Activations {
+  const float* reordered;   // [n_tokens][cols]
+  const float* group_sums;  // [n_tokens][groups_per_row]
+};
+bool Q4DecodeApplies(const Weight& w, KernelIsa isa);
+// Into per-thread buffers reused by later calls (no allocation once grown).
+Q4Activations PrepareQ4Activations(const Weight& w, const float* x, int64_t x_stride,
+                                   int64_t n_tokens);
+void Q4DecodeRows(const Weight& w, int64_t r0, int64_t r1, const float* bias,
+                  const Q4Activations& xa, int64_t n_tokens, float* y, int64_t y_stride);
+
 // Dequantizes row r of w (any format) into out[0, cols): the reference.
 void DequantizeRow(const Weight& w, int64_t r, float* out);
 // Rows [r0, r1) into out[(r - r0) * cols + c], with the SIMD of `isa`

@@ -179,6 +179,9 @@ void MatMul(const Weight& w, const Weight* bias, const float* x, int64_t x_strid
     const float* xb = x + t0 * x_stride;
     float* yb = y + t0 * y_stride;
     const bool expand = direct && tn >= kExpandMinTokens;
+    const bool q4_decode = direct && !expand && Q4DecodeApplies(w, isa);
+    const Q4Activations q4_x =
+        q4_decode ? PrepareQ4Activations(w, xb, x_stride, tn) : Q4Activations{nullptr, nullptr};
 #pragma omp parallel for num_threads(nt) schedule(static) if (n_chunks > 1 && WorthThreads(tn * w.rows * w.cols, nt))
     for (int64_t ch = 0; ch < n_chunks; ++ch) {
       const int64_t r0 = ch * kRowChunk;
@@ -192,6 +195,8 @@ void MatMul(const Weight& w, const Weight* bias, const float* x, int64_t x_strid
         DequantizeRows(w, r0, r1, rows_f32.data(), isa);
         f32_rows(rows_f32.data(), w.cols, r1 - r0, b ? b + r0 : nullptr, xb, x_stride, tn,
                  yb + r0, y_stride);
+      } else if (q4_decode) {
+        Q4DecodeRows(w, r0, r1, b, q4_x, tn, yb, y_stride);
       } else {
         direct(w, r0, r1, b, xb, x_stride, tn, yb, y_stride);
       }
