@@ -174,10 +174,11 @@ SSMQ_HOT void Mamba1ScanChannels(int64_t L, int64_t d0, int64_t d1, int64_t N, c
 
 int64_t Mamba2ChunkScratchFloats(int64_t chunk) { return 2 * chunk * chunk + 3 * chunk; }
 
-SSMQ_HOT void Mamba2ChunkScanGroup(const Mamba2Dims& dims, int64_t g, int64_t L, int64_t chunk,
-                                   const float* xbc, int64_t xbc_stride, const float* dt,
-                                   int64_t dt_stride, const float* A, const float* D,
-                                   float* state, float* y, int64_t y_stride, float* scratch) {
+SSMQ_HOT void Mamba2ChunkScanGroup(const Mamba2Dims& dims, int64_t g, int64_t h0, int64_t h1,
+                                   int64_t L, int64_t chunk, const float* xbc, int64_t xbc_stride,
+                                   const float* dt, int64_t dt_stride, const float* A,
+                                   const float* D, float* state, float* y, int64_t y_stride,
+                                   float* scratch) {
   const int64_t P = dims.head_dim, N = dims.d_state, Q = chunk;
   const int64_t b_off = dims.d_inner() + g * N;
   const int64_t c_off = dims.d_inner() + dims.n_groups * N + g * N;
@@ -186,8 +187,6 @@ SSMQ_HOT void Mamba2ChunkScanGroup(const Mamba2Dims& dims, int64_t g, int64_t L,
   float* cs = m + Q * Q;        // [Q]     cumulative log-decay
   float* wj = cs + Q;           // [Q]     state-update weights
   float* ecs = wj + Q;          // [Q]     exp(cs)
-  const int64_t h0 = g * dims.heads_per_group(), h1 = h0 + dims.heads_per_group();
-
   for (int64_t t0 = 0; t0 < L; t0 += Q) {
     const int64_t q = std::min(Q, L - t0);
     const float* rows = xbc + t0 * xbc_stride;

@@ -56,10 +56,13 @@ int64_t Mamba2ChunkScratchFloats(int64_t chunk);
 // which equals the token-by-token recurrence. xbc: conv outputs (row stride
 // xbc_stride); dt: [t*dt_stride + h] after softplus and clamp; A, D: [H];
 // state: this sequence's [H][P][N]; y: [t*y_stride + h*P + p].
-void Mamba2ChunkScanGroup(const Mamba2Dims& dims, int64_t g, int64_t L, int64_t chunk,
-                          const float* xbc, int64_t xbc_stride, const float* dt, int64_t dt_stride,
-                          const float* A, const float* D, float* state, float* y,
-                          int64_t y_stride, float* scratch);
+// Heads [h0, h1) (all in group g) are scanned: a group's heads may be split
+// across threads (each slice recomputes the group's C.B products, a small
+// part of the work) so that a single-group model still uses every core.
+void Mamba2ChunkScanGroup(const Mamba2Dims& dims, int64_t g, int64_t h0, int64_t h1, int64_t L,
+                          int64_t chunk, const float* xbc, int64_t xbc_stride, const float* dt,
+                          int64_t dt_stride, const float* A, const float* D, float* state,
+                          float* y, int64_t y_stride, float* scratch);
 
 // One recurrent step of head h of one sequence (x, B, C: that head's / group's rows):
 //   S[p][n] = exp(dt*A) * S[p][n] + dt * x[p] * B[n];  y[p] = C . S[p] + D * x[p]

@@ -85,15 +85,23 @@ void Runtime::Impl::Mamba2Mixer(int l, int64_t batch, int64_t seq_len, float* co
     }
   } else {
     const int64_t per_thread = rt::Mamba2ChunkScratchFloats(hp.chunk_size);
-#pragma omp parallel for num_threads(nt) schedule(dynamic) collapse(2) if (batch * G > 1 && rt::WorthThreads(4 * T * H * P * N, nt))
-    for (int64_t b = 0; b < batch; ++b) {
-      for (int64_t g = 0; g < G; ++g) {
-        float* scratch_slice = s.per_thread.data() + omp_get_thread_num() * per_thread;
-        rt::Mamba2ChunkScanGroup(dims, g, L, hp.chunk_size, s.conv_out.data() + b * L * cd, cd,
-                                 s.dt.data() + b * L * H, H, w.a.data(), w.d.f32,
-                                 ssm_state + b * state_per_seq, s.y.data() + b * L * di, di,
-                                 scratch_slice);
-      }
+    // Work items: (sequence, group, slice of the group's heads), at least two
+    // per thread when the heads allow it.
+    const int64_t hpg = dims.heads_per_group();
+    int64_t slices = 1;
+    while (batch * G * slices < 2 * nt && slices * 2 <= hpg) slices *= 2;
+    const int64_t heads_per_slice = (hpg + slices - 1) / slices;
+    const int64_t items = batch * G * slices;
+#pragma omp parallel for num_threads(nt) schedule(dynamic) if (items > 1 && rt::WorthThreads(4 * T * H * P * N, nt))
+    for (int64_t item = 0; item < items; ++item) {
+      const int64_t b = item / (G * slices), g = item / slices % G, sl = item % slices;
+      const int64_t h0 = g * hpg + sl * heads_per_slice;
+      const int64_t h1 = std::min((g + 1) * hpg, h0 + heads_per_slice);
+      float* scratch_slice = s.per_thread.data() + omp_get_thread_num() * per_thread;
+      rt::Mamba2ChunkScanGroup(dims, g, h0, h1, L, hp.chunk_size, s.conv_out.data() + b * L * cd,
+                               cd, s.dt.data() + b * L * H, H, w.a.data(), w.d.f32,
+                               ssm_state + b * state_per_seq, s.y.data() + b * L * di, di,
+                               scratch_slice);
     }
   }
 

@@ -133,12 +133,18 @@ TEST(RuntimeKernels, Mamba2ChunkScanEqualsRecurrence) {
 
   std::vector<float> state_c = init, y_c(L * di);
   std::vector<float> scratch(rt::Mamba2ChunkScratchFloats(chunk));
-  // Two calls (20 + 25 tokens) so state passes between calls and chunks.
+  // Two calls (20 + 25 tokens) so state passes between calls and chunks; the
+  // first scans each group's heads one slice (head) at a time, the second
+  // whole groups.
+  const int64_t hpg = dims.heads_per_group();
   for (auto [t0, n] : {std::pair<int64_t, int64_t>{0, 20}, {20, 25}}) {
     for (int64_t g = 0; g < dims.n_groups; ++g) {
-      rt::Mamba2ChunkScanGroup(dims, g, n, chunk, xbc.data() + t0 * cd, cd,
-                               dt.data() + t0 * dims.n_heads, dims.n_heads, A.data(), D.data(),
-                               state_c.data(), y_c.data() + t0 * di, di, scratch.data());
+      const int64_t step = t0 == 0 ? 1 : hpg;
+      for (int64_t h0 = g * hpg; h0 < (g + 1) * hpg; h0 += step) {
+        rt::Mamba2ChunkScanGroup(dims, g, h0, h0 + step, n, chunk, xbc.data() + t0 * cd, cd,
+                                 dt.data() + t0 * dims.n_heads, dims.n_heads, A.data(), D.data(),
+                                 state_c.data(), y_c.data() + t0 * di, di, scratch.data());
+      }
     }
   }
   std::vector<float> state_r = init, y_r(L * di);
