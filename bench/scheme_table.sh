@@ -113,6 +113,7 @@ for preset in $PRESETS; do
     for t in $THREADS; do
       bw=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["read_best_bytes_per_s"] / 1e9)' "$RUN/membw-t$t.json")
       log "bench $name $scheme, $t thread(s)"
+      cut -d' ' -f1 /proc/loadavg > "$RUN/load-$name-$scheme-t$t.txt"
       "$SSMQ" bench "$file" --threads "$t" --prompt-len "$PROMPT_LEN" --gen-len "$GEN_LEN" \
         --batch "$BATCH" --reps "$REPS" --bandwidth "$bw" --json > "$RUN/bench-$name-$scheme-t$t.json"
     done
@@ -133,6 +134,9 @@ def load(path):
     return json.load(open(path)) if os.path.exists(path) else None
 
 def mib(b): return f"{b / 2**20:,.1f} MiB"
+def loadavg(name, s, t):
+    p = os.path.join(run, f"load-{name}-{s}-t{t}.txt")
+    return open(p).read().strip() if os.path.exists(p) else "—"
 def ratio(a, b): return f"{a / b:.2f}×" if a and b else "—"
 
 lines = []
@@ -159,10 +163,12 @@ w(f"Each row is one `ssmq bench FILE --threads T --prompt-len {P} --gen-len {G} 
   "batch × read bandwidth (best, same thread count) / bytes one step streams (weights in their stored type "
   "+ one embedding row per sequence + the recurrent state read and written). "
   f"w8a8/w4a8 calibrated on {cs} windows of {cl} tokens of tinyshakespeare (scales only: with random "
-  "weights, accuracy means nothing here). Ratios: to our f16 file of the same preset and thread count, this run.")
+  "weights, accuracy means nothing here). Ratios: to our f16 file of the same preset and thread count, this run. "
+  f"load: the 1-minute load average when the row's process started ({machine['nproc']} cores; other jobs on the "
+  "machine slow every row, and the multi-threaded rows most: a descheduled thread stalls each barrier).")
 w("")
-w("| preset | scheme | threads | file size | load ms | prefill tok/s | decode tok/s | peak RSS | roofline % | decode × f16 | prefill × f16 | RSS × f16 |")
-w("|---|---|---|---|---|---|---|---|---|---|---|---|")
+w("| preset | scheme | threads | file size | load ms | prefill tok/s | decode tok/s | peak RSS | roofline % | decode × f16 | prefill × f16 | RSS × f16 | load |")
+w("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
 missing = []
 for name in names:
     for t in threads:
@@ -178,7 +184,7 @@ for name in names:
               f"{100 * j['roofline_fraction']:.0f}% | "
               f"{ratio(j['decode_tokens_per_s'], b.get('decode_tokens_per_s'))} | "
               f"{ratio(j['prefill_tokens_per_s'], b.get('prefill_tokens_per_s'))} | "
-              f"{ratio(j['peak_rss_bytes'], b.get('peak_rss_bytes'))} |")
+              f"{ratio(j['peak_rss_bytes'], b.get('peak_rss_bytes'))} | {loadavg(name, s, t)} |")
 w("")
 w("Bytes one decode step streams (batch " + B + "), per preset and scheme: weights + state = total "
   "(the roofline's numerator; `weight_bytes_per_token` + `state_bytes_per_token` of `ssmq bench --json`).")
