@@ -171,7 +171,8 @@ Status RunBench(const BenchArgs& a) {
   for (int r = 0; r < a.reps; ++r) {
     RecurrentState state = rt->NewState(a.batch);
     t0 = Clock::now();
-    SSMQ_RETURN_IF_ERROR(rt->Prefill(prompt, a.batch, a.prompt_len, state, logits));
+    // Generation's prefill: pieces of Runtime::kPrefillPiece, last-position logits.
+    SSMQ_RETURN_IF_ERROR(rt->PrefillLast(prompt, a.batch, a.prompt_len, state, logits));
     prefill_s.push_back(Seconds(t0));
     const auto step = [&](int64_t i) {
       return rt->Step(std::span<const int32_t>(gen).subspan(static_cast<size_t>(i * a.batch),

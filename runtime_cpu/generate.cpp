@@ -24,8 +24,8 @@ Result<std::vector<int32_t>> Generate(Runtime& rt, std::span<const int32_t> prom
   RecurrentState state = rt.NewState(1);
   std::vector<float> logits;
   SSMQ_RETURN_IF_ERROR(
-      rt.Prefill(prompt, 1, static_cast<int64_t>(prompt.size()), state, logits));
-  const float* row = logits.data() + (prompt.size() - 1) * vocab;
+      rt.PrefillLast(prompt, 1, static_cast<int64_t>(prompt.size()), state, logits));
+  const float* row = logits.data();
 
   std::mt19937_64 rng(opts.seed);
   std::vector<std::pair<double, int32_t>> scratch;

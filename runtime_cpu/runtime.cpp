@@ -323,8 +323,30 @@ Status Runtime::Step(std::span<const int32_t> tokens, RecurrentState& state,
                         /*recurrent=*/true);
 }
 
+Status Runtime::PrefillLast(std::span<const int32_t> tokens, int64_t batch, int64_t seq_len,
+                            RecurrentState& state, std::vector<float>& logits) {
+  using Logits = Impl::Logits;
+  if (batch <= 0 || seq_len <= kPrefillPiece ||
+      static_cast<int64_t>(tokens.size()) != batch * seq_len) {  // one piece (or Forward's error)
+    return impl_->Forward(tokens, batch, seq_len, state, logits, false, Logits::kLast);
+  }
+  std::vector<int32_t> piece;
+  for (int64_t t0 = 0; t0 < seq_len; t0 += kPrefillPiece) {
+    const int64_t n = std::min(kPrefillPiece, seq_len - t0);
+    piece.resize(static_cast<size_t>(batch * n));
+    for (int64_t b = 0; b < batch; ++b) {
+      std::copy_n(tokens.begin() + b * seq_len + t0, n, piece.begin() + b * n);
+    }
+    const bool last = t0 + n == seq_len;
+    SSMQ_RETURN_IF_ERROR(impl_->Forward(piece, batch, n, state, logits, false,
+                                        last ? Logits::kLast : Logits::kNone));
+  }
+  return Status::Ok();
+}
+
 Status Runtime::Impl::Forward(std::span<const int32_t> tokens, int64_t batch, int64_t seq_len,
-                              RecurrentState& state, std::vector<float>& logits, bool recurrent) {
+                              RecurrentState& state, std::vector<float>& logits, bool recurrent,
+                              Logits which) {
   if (batch <= 0 || seq_len <= 0) {
     return Status(StatusCode::kInvalidArgument, "runtime: batch and seq_len must be positive");
   }
@@ -403,11 +425,20 @@ Status Runtime::Impl::Forward(std::span<const int32_t> tokens, int64_t batch, in
 #pragma omp parallel for simd num_threads(nt) schedule(static) if (n > 65536 && nt > 1)
     for (int64_t i = 0; i < n; ++i) h[i] += o[i];
   }
-  rt::RmsNormRows(s.hidden.data(), T, dm, output_norm.f32, hp.norm_eps, s.normed.data(),
+  if (which == Logits::kNone) return Status::Ok();
+  int64_t rows = T;
+  if (which == Logits::kLast && seq_len > 1) {  // keep each sequence's last row, in place
+    for (int64_t b = 0; b < batch; ++b) {
+      std::copy_n(s.hidden.data() + (b * seq_len + seq_len - 1) * dm, dm, s.hidden.data() + b * dm);
+    }
+    rows = batch;
+  }
+  rt::RmsNormRows(s.hidden.data(), rows, dm, output_norm.f32, hp.norm_eps, s.normed.data(),
                   n_threads);
-  Observe(ObsSite::kLmHeadInput, -1, s.normed.data(), T, dm, dm);
-  logits.resize(static_cast<size_t>(T * hp.vocab_size));
-  rt::MatMul(lm_head(), nullptr, s.normed.data(), dm, T, logits.data(), hp.vocab_size, n_threads);
+  Observe(ObsSite::kLmHeadInput, -1, s.normed.data(), rows, dm, dm);
+  logits.resize(static_cast<size_t>(rows * hp.vocab_size));
+  rt::MatMul(lm_head(), nullptr, s.normed.data(), dm, rows, logits.data(), hp.vocab_size,
+             n_threads);
   return Status::Ok();
 }
 

@@ -58,7 +58,16 @@ class Runtime {
   Status Prefill(std::span<const int32_t> tokens, int64_t batch, int64_t seq_len,
                  RecurrentState& state, std::vector<float>& logits);
 
-  // One token per sequence: tokens [batch]; logits out [batch][vocab].
+  // The same as Prefill, but only the logits of each sequence's last position
+  // come out ([batch][vocab]), and the prompt runs in pieces of at most
+  // kPrefillPiece tokens per sequence with the state carried between them,
+  // so memory does not grow with the prompt (scratch ~ batch * piece rows,
+  // no [seq_len][vocab] logits). What generation and `ssmq bench` use.
+  static constexpr int64_t kPrefillPiece = 256;
+  Status PrefillLast(std::span<const int32_t> tokens, int64_t batch, int64_t seq_len,
+                     RecurrentState& state, std::vector<float>& logits);
+
+  // One token per sequence: tokens [batch]; logits out: [batch][vocab].
   Status Step(std::span<const int32_t> tokens, RecurrentState& state, std::vector<float>& logits);
 
   // Attaches an observer called with the activations of every site

@@ -140,8 +140,12 @@ struct Runtime::Impl {
   void Mamba1Mixer(int l, int64_t batch, int64_t seq_len, float* conv_state, float* ssm_state);
   void Mamba2Mixer(int l, int64_t batch, int64_t seq_len, float* conv_state, float* ssm_state,
                    bool recurrent);
+  // Which logits Forward computes: every position, only each sequence's last
+  // one ([batch][vocab]), or none (a PrefillLast piece before the last).
+  enum class Logits { kAll, kLast, kNone };
   Status Forward(std::span<const int32_t> tokens, int64_t batch, int64_t seq_len,
-                 RecurrentState& state, std::vector<float>& logits, bool recurrent);
+                 RecurrentState& state, std::vector<float>& logits, bool recurrent,
+                 Logits which = Logits::kAll);
 };
 
 }  // namespace ssmq

@@ -331,6 +331,29 @@ TEST_P(RuntimeFixture, StepByStepMatchesReferenceAndPrefill) {
   EXPECT_LE(state_diff, 1e-4);
 }
 
+// PrefillLast (pieces of kPrefillPiece tokens, last-position logits only)
+// equals the last rows of one Prefill call, and leaves the same state: 2
+// sequences of 300 val tokens (a piece of 256 and one of 44).
+TEST_P(RuntimeFixture, PrefillLastMatchesPrefill) {
+  Fixture& f = LoadFixture(GetParam());
+  const int64_t vocab = f.rt->hparams().vocab_size, n = 300;
+  ASSERT_GT(n, Runtime::kPrefillPiece);
+  const std::vector<int32_t> ids(ValIds().begin(), ValIds().begin() + 2 * n);
+  RecurrentState full_state = f.rt->NewState(2), last_state = f.rt->NewState(2);
+  std::vector<float> full, last;
+  ASSERT_TRUE(f.rt->Prefill(ids, 2, n, full_state, full).ok());
+  ASSERT_TRUE(f.rt->PrefillLast(ids, 2, n, last_state, last).ok());
+  ASSERT_EQ(last.size(), static_cast<size_t>(2 * vocab));
+  for (int64_t b = 0; b < 2; ++b) {
+    const float* want = full.data() + (b * n + n - 1) * vocab;
+    EXPECT_LE(MaxAbsDiff(last.data() + b * vocab, want, vocab), 1e-4) << "sequence " << b;
+    EXPECT_EQ(rt::ArgMax(last.data() + b * vocab, vocab), rt::ArgMax(want, vocab));
+  }
+  EXPECT_LE(MaxAbsDiff(full_state.ssm.data(), last_state.ssm.data(), full_state.ssm.size()), 1e-4);
+  EXPECT_LE(MaxAbsDiff(full_state.conv.data(), last_state.conv.data(), full_state.conv.size()),
+            1e-4);
+}
+
 // 100 tokens: prefill of 64 + 36 (two calls, so across the chunk boundary
 // and through the state) and in one call (two chunks), then a Step, all
 // against the token-by-token path.
