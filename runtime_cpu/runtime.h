@@ -63,7 +63,7 @@ class Runtime {
   // kPrefillPiece tokens per sequence with the state carried between them,
   // so memory does not grow with the prompt (scratch ~ batch * piece rows,
   // no [seq_len][vocab] logits). What generation and `ssmq bench` use.
-  static constexpr int64_t kPrefillPiece = 256;
+  static constexpr int64_t kPrefillPiece = 128;
   Status PrefillLast(std::span<const int32_t> tokens, int64_t batch, int64_t seq_len,
                      RecurrentState& state, std::vector<float>& logits);
 

@@ -333,7 +333,7 @@ TEST_P(RuntimeFixture, StepByStepMatchesReferenceAndPrefill) {
 
 // PrefillLast (pieces of kPrefillPiece tokens, last-position logits only)
 // equals the last rows of one Prefill call, and leaves the same state: 2
-// sequences of 300 val tokens (a piece of 256 and one of 44).
+// sequences of 300 val tokens (pieces of 128, 128 and 44).
 TEST_P(RuntimeFixture, PrefillLastMatchesPrefill) {
   Fixture& f = LoadFixture(GetParam());
   const int64_t vocab = f.rt->hparams().vocab_size, n = 300;
