@@ -293,8 +293,13 @@ const std::string& SafetensorsFile::path() const { return impl_->path; }
 
 // ---- writer ----
 
-Status WriteSafetensors(const std::string& path, const std::vector<SafetensorsWriteTensor>& tensors,
-                        const std::map<std::string, std::string>& metadata) {
+namespace {
+
+// Header JSON for `tensors` (sizes from dtype and shape), padded so the data
+// buffer starts 8-aligned; the byte size of each tensor in `sizes`.
+Result<std::string> SafetensorsHeader(const std::vector<SafetensorsWriteTensor>& tensors,
+                                      const std::map<std::string, std::string>& metadata,
+                                      std::vector<uint64_t>& sizes) {
   // ordered_json keeps the given order, so the file is deterministic.
   nlohmann::ordered_json header = nlohmann::ordered_json::object();
   if (!metadata.empty()) {
@@ -304,6 +309,7 @@ Status WriteSafetensors(const std::string& path, const std::vector<SafetensorsWr
   }
   uint64_t offset = 0;
   std::set<std::string> names;
+  sizes.clear();
   for (const SafetensorsWriteTensor& t : tensors) {
     if (t.name == "__metadata__" || !names.insert(t.name).second)
       return Status(StatusCode::kDuplicateTensor, "tensor name '" + t.name + "' is reserved or repeated");
@@ -315,29 +321,55 @@ Status WriteSafetensors(const std::string& path, const std::vector<SafetensorsWr
       if (__builtin_mul_overflow(numel, static_cast<uint64_t>(d), &numel))
         return Status(StatusCode::kInvalidArgument, "tensor '" + t.name + "' element count overflows");
     }
-    if (numel * *elem != t.data.size())
-      return Status(StatusCode::kInvalidArgument, "tensor '" + t.name + "' has " + std::to_string(t.data.size()) +
-                                                      " bytes, its dtype and shape need " +
-                                                      std::to_string(numel * *elem));
+    const uint64_t bytes = numel * *elem;
     nlohmann::ordered_json e = nlohmann::ordered_json::object();
     e["dtype"] = t.dtype;
     e["shape"] = t.shape;
-    e["data_offsets"] = {offset, offset + t.data.size()};
+    e["data_offsets"] = {offset, offset + bytes};
     header[t.name] = std::move(e);
-    offset += t.data.size();
+    offset += bytes;
+    sizes.push_back(bytes);
   }
   std::string text = header.dump();
   text.append((8 - text.size() % 8) % 8, ' ');  // pad so the data buffer starts 8-aligned
+  return text;
+}
+
+}  // namespace
+
+Status WriteSafetensors(const std::string& path, const std::vector<SafetensorsWriteTensor>& tensors,
+                        const std::map<std::string, std::string>& metadata) {
+  for (const SafetensorsWriteTensor& t : tensors) {
+    std::optional<uint64_t> elem = DtypeSize(t.dtype);
+    uint64_t numel = 1;
+    bool overflow = false;
+    for (int64_t d : t.shape) overflow |= d < 0 || __builtin_mul_overflow(numel, static_cast<uint64_t>(d), &numel);
+    if (elem && !overflow && numel * *elem != t.data.size())
+      return Status(StatusCode::kInvalidArgument, "tensor '" + t.name + "' has " + std::to_string(t.data.size()) +
+                                                      " bytes, its dtype and shape need " +
+                                                      std::to_string(numel * *elem));
+  }
+  return WriteSafetensorsStreamed(
+      path, tensors, [&](size_t i, const SafetensorsWriteFn& write) { return write(tensors[i].data); }, metadata);
+}
+
+Status WriteSafetensorsStreamed(const std::string& path, const std::vector<SafetensorsWriteTensor>& tensors,
+                                const SafetensorsProduceFn& produce,
+                                const std::map<std::string, std::string>& metadata) {
+  std::vector<uint64_t> sizes;
+  SSMQ_ASSIGN_OR_RETURN(std::string text, SafetensorsHeader(tensors, metadata, sizes));
 
   const std::string tmp = path + ".tmp." + std::to_string(::getpid());
   const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
   if (fd < 0) return Status(StatusCode::kIoError, tmp + ": cannot create: " + std::strerror(errno));
-  auto write_all = [fd](const void* p, size_t n) {
+  int write_errno = 0;
+  auto write_all = [fd, &write_errno](const void* p, size_t n) {
     const char* c = static_cast<const char*>(p);
     while (n > 0) {
       const ssize_t w = ::write(fd, c, n);
       if (w < 0) {
         if (errno == EINTR) continue;
+        write_errno = errno;
         return false;
       }
       c += w;
@@ -345,18 +377,44 @@ Status WriteSafetensors(const std::string& path, const std::vector<SafetensorsWr
     }
     return true;
   };
+  auto fail = [&](Status st) {
+    ::close(fd);
+    ::unlink(tmp.c_str());
+    return st;
+  };
+  auto io_error = [&](int e) { return Status(StatusCode::kIoError, path + ": write failed: " + std::strerror(e)); };
+
   uint8_t len[8];
   const uint64_t n = text.size();
   for (int i = 0; i < 8; ++i) len[i] = static_cast<uint8_t>(n >> (8 * i));
-  bool ok = write_all(len, 8) && write_all(text.data(), text.size());
-  for (const SafetensorsWriteTensor& t : tensors) ok = ok && write_all(t.data.data(), t.data.size());
-  ok = ok && ::fsync(fd) == 0;
-  const int err = errno;
-  ok = (::close(fd) == 0) && ok;
-  if (!ok || ::rename(tmp.c_str(), path.c_str()) != 0) {
-    const int e = ok ? errno : err;
+  if (!write_all(len, 8) || !write_all(text.data(), text.size())) return fail(io_error(write_errno));
+  for (size_t i = 0; i < tensors.size(); ++i) {
+    uint64_t written = 0;
+    const SafetensorsWriteFn write = [&](std::span<const uint8_t> bytes) -> Status {
+      if (bytes.size() > sizes[i] - written)
+        return Status(StatusCode::kInvalidArgument, "tensor '" + tensors[i].name + "': more than its " +
+                                                        std::to_string(sizes[i]) + " bytes were written");
+      if (!write_all(bytes.data(), bytes.size())) return io_error(write_errno);
+      written += bytes.size();
+      return Status::Ok();
+    };
+    Status st = produce(i, write);
+    if (!st.ok()) return fail(st);
+    if (written != sizes[i])
+      return fail(Status(StatusCode::kInvalidArgument, "tensor '" + tensors[i].name + "' has " +
+                                                           std::to_string(written) + " bytes, its dtype and shape need " +
+                                                           std::to_string(sizes[i])));
+  }
+  if (::fsync(fd) != 0) return fail(io_error(errno));
+  if (::close(fd) != 0) {
+    const int e = errno;
     ::unlink(tmp.c_str());
-    return Status(StatusCode::kIoError, path + ": write failed: " + std::strerror(e));
+    return io_error(e);
+  }
+  if (::rename(tmp.c_str(), path.c_str()) != 0) {
+    const int e = errno;
+    ::unlink(tmp.c_str());
+    return io_error(e);
   }
   return Status::Ok();
 }

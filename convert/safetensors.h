@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <span>
@@ -47,5 +48,15 @@ struct SafetensorsWriteTensor {
 };
 Status WriteSafetensors(const std::string& path, const std::vector<SafetensorsWriteTensor>& tensors,
                         const std::map<std::string, std::string>& metadata = {});
+
+// The same file with each tensor's bytes produced on demand (for files larger
+// than one wants to hold in memory): `produce(i, write)` is called once per
+// tensor, in order, and must pass exactly that tensor's bytes to `write`, in
+// as many pieces as it likes. `data` in `tensors` is ignored. Atomic as above.
+using SafetensorsWriteFn = std::function<Status(std::span<const uint8_t>)>;
+using SafetensorsProduceFn = std::function<Status(size_t index, const SafetensorsWriteFn& write)>;
+Status WriteSafetensorsStreamed(const std::string& path, const std::vector<SafetensorsWriteTensor>& tensors,
+                                const SafetensorsProduceFn& produce,
+                                const std::map<std::string, std::string>& metadata = {});
 
 }  // namespace ssmq
