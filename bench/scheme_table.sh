@@ -79,6 +79,7 @@ log() { echo "[scheme_table $(date +%H:%M:%S)] $*" >&2; }
   echo "mem_bytes=$(awk '/MemTotal/ {printf "%.0f", $2 * 1024}' /proc/meminfo)"
   echo "date=$(date -u +%Y-%m-%d)"
   echo "commit=$(git describe --always --dirty 2>/dev/null || echo unknown)"
+  echo "binary=$(date -u -r "$SSMQ" '+%Y-%m-%d %H:%M UTC')"
   echo "load=$(cut -d' ' -f1-3 /proc/loadavg)"
 } > "$RUN/machine.txt"
 for t in $THREADS; do
@@ -144,7 +145,8 @@ w = lines.append
 w("# Speed of every scheme (`bash bench/scheme_table.sh`)")
 w("")
 w(f"Machine: {machine['cpu']}, {machine['nproc']} cores, {int(machine['mem_bytes']) / 2**30:.1f} GiB memory; "
-  f"{machine['date']}, commit {machine['commit']}, load average at start {machine['load']}.")
+  f"{machine['date']}, source tree {machine['commit']} (`ssmq` built {machine['binary']}), "
+  f"load average at start {machine['load']}.")
 bws = []
 for t in threads:
     m = load(os.path.join(run, f"membw-t{t}.json"))
@@ -157,9 +159,9 @@ w("")
 w(f"Each row is one `ssmq bench FILE --threads T --prompt-len {P} --gen-len {G} --batch {B} --reps {R} --json` "
   "process on a checkpoint with random weights from `ssmq synth` at the preset's published shape"
   + (f" (cut to {layers} layers)" if layers else "") + ". "
-  "load = open + Runtime::Create; prefill = batch × prompt tokens / s; decode = batch × gen steps / s "
-  "after one untimed warm-up step; peak RSS = VmHWM of the process (it includes the prefill's logits, "
-  "batch × prompt × vocab f32: 98 MiB for 512 tokens at the presets' vocab of 50280). roofline = decode tok/s over "
+  "load = open + Runtime::Create; prefill = batch × prompt tokens / s (the prompt as `ssmq bench` "
+  "runs it); decode = batch × gen steps / s after one untimed warm-up step; peak RSS = VmHWM of the "
+  "process. roofline = decode tok/s over "
   "batch × read bandwidth (best, same thread count) / bytes one step streams (weights in their stored type "
   "+ one embedding row per sequence + the recurrent state read and written). "
   f"w8a8/w4a8 calibrated on {cs} windows of {cl} tokens of tinyshakespeare (scales only: with random "
