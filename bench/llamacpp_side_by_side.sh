@@ -1,0 +1,240 @@
+#!/usr/bin/env bash
+# ssmq against llama.cpp at real Mamba shapes (random weights from `ssmq synth`).
+#
+#   bash bench/llamacpp_side_by_side.sh LLAMA_BUILD_DIR [options]
+#
+# LLAMA_BUILD_DIR is a llama.cpp build directory holding bin/llama-bench (built
+# separately; nothing of llama.cpp lives in this repository). Per preset:
+#   ssmq synth -> ssmq convert to f16 / w8a8 / w4a8 / w4a16 .ssmq
+#   -> ssmq export of the f16 file to GGUF F16 / Q8_0 / Q4_0
+#   -> llama-bench -p P -n G -t T -r R -o json on each GGUF
+#   -> ssmq bench FILE --prompt-len P --gen-len G --threads T --reps R --json on each .ssmq
+# and appends one markdown table (ours f16 vs llama F16, w8a8 vs Q8_0, w4a8 and
+# w4a16 vs Q4_0; prefill and decode tokens/s and the ratio ours/llama) to
+# bench/results/llamacpp_side_by_side.md.
+#
+# Options:
+#   --presets "mamba-370m mamba2-370m"   ssmq synth presets (ssmq synth --help lists them)
+#   --threads 2 --prompt-len 512 --gen-len 64 --reps 3
+#   --work DIR          where the model files go (default /tmp; ~3.5 GB per 370m preset)
+#   --ssmq PATH         the ssmq binary (default build/release/ssmq)
+#   --calib FILE        calibration text of the A8 conversions (default tests/fixtures/data/tinyshakespeare.txt)
+#   --calib-samples 4 --calib-seqlen 256
+#   --seed 0            ssmq synth seed
+#   --gguf-from ssmq    how the Q8_0 / Q4_0 GGUF files are made: ssmq (`ssmq export --type q8_0|q4_0`,
+#                       every matmul weight in that type) or llama-quantize (llama.cpp's own tool on
+#                       our F16 GGUF; its Q4_0 keeps the tied embedding / LM head at Q6_K)
+#   --out FILE          results file (default bench/results/llamacpp_side_by_side.md)
+#   --reuse             keep model files already in --work (default: write them again)
+#   --keep              leave the model files in --work afterwards (default: delete them;
+#                       the JSON and logs of each run stay in WORK/ssmq_side_by_side/PRESET)
+set -euo pipefail
+
+usage() { sed -n '2,30p' "$0" | sed 's/^# \{0,1\}//'; exit "${1:-0}"; }
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+LLAMA_BUILD=""
+PRESETS="mamba-370m mamba2-370m"
+THREADS=2
+PROMPT_LEN=512
+GEN_LEN=64
+REPS=3
+WORK=/tmp
+SSMQ="$ROOT/build/release/ssmq"
+CALIB="$ROOT/tests/fixtures/data/tinyshakespeare.txt"
+CALIB_SAMPLES=4
+CALIB_SEQLEN=256
+SEED=0
+GGUF_FROM=ssmq
+OUT="$ROOT/bench/results/llamacpp_side_by_side.md"
+REUSE=0
+KEEP=0
+
+while [[ $# -gt 0 ]]; do
+  case "$1" in
+    --presets) PRESETS="$2"; shift 2 ;;
+    --threads) THREADS="$2"; shift 2 ;;
+    --prompt-len) PROMPT_LEN="$2"; shift 2 ;;
+    --gen-len) GEN_LEN="$2"; shift 2 ;;
+    --reps) REPS="$2"; shift 2 ;;
+    --work) WORK="$2"; shift 2 ;;
+    --ssmq) SSMQ="$2"; shift 2 ;;
+    --calib) CALIB="$2"; shift 2 ;;
+    --calib-samples) CALIB_SAMPLES="$2"; shift 2 ;;
+    --calib-seqlen) CALIB_SEQLEN="$2"; shift 2 ;;
+    --seed) SEED="$2"; shift 2 ;;
+    --gguf-from) GGUF_FROM="$2"; shift 2 ;;
+    --out) OUT="$2"; shift 2 ;;
+    --reuse) REUSE=1; shift ;;
+    --keep) KEEP=1; shift ;;
+    -h|--help) usage 0 ;;
+    -*) echo "unknown option $1" >&2; usage 2 >&2 ;;
+    *) [[ -z "$LLAMA_BUILD" ]] || { echo "more than one llama.cpp build dir given" >&2; exit 2; }
+       LLAMA_BUILD="$1"; shift ;;
+  esac
+done
+
+[[ -n "$LLAMA_BUILD" ]] || { echo "usage: $0 LLAMA_BUILD_DIR [options] (--help)" >&2; exit 2; }
+LLAMA_BENCH="$LLAMA_BUILD/bin/llama-bench"
+[[ -x "$LLAMA_BENCH" ]] || { echo "no executable $LLAMA_BENCH" >&2; exit 1; }
+[[ -x "$SSMQ" ]] || { echo "no ssmq binary at $SSMQ (build it, or pass --ssmq)" >&2; exit 1; }
+[[ -f "$CALIB" ]] || { echo "no calibration text $CALIB" >&2; exit 1; }
+command -v python3 >/dev/null || { echo "python3 is needed to read the JSON" >&2; exit 1; }
+case "$GGUF_FROM" in
+  ssmq) ;;
+  llama-quantize) [[ -x "$LLAMA_BUILD/bin/llama-quantize" ]] ||
+                    { echo "no executable $LLAMA_BUILD/bin/llama-quantize" >&2; exit 1; } ;;
+  *) echo "--gguf-from must be ssmq or llama-quantize" >&2; exit 2 ;;
+esac
+GGUF_SUFFIX=""  # Q8_0/Q4_0 file names: q4_0.gguf from ssmq export, q4_0-lq.gguf from llama-quantize
+[[ $GGUF_FROM == ssmq ]] || GGUF_SUFFIX="-lq"
+LOAD_START="$(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null || echo '?')"
+
+RUN_DIR="$WORK/ssmq_side_by_side"
+mkdir -p "$RUN_DIR"
+log() { echo "[side-by-side $(date +%H:%M:%S)] $*" >&2; }
+
+# Runs "$@" unless $1 (an output path) exists and --reuse was given.
+make_file() {
+  local out="$1"; shift
+  if [[ $REUSE == 1 && -e "$out" ]]; then log "reusing $out"; return 0; fi
+  log "$*"
+  "$@" >&2
+}
+
+# llama.cpp's commit: its source tree (from the build's CMakeCache) or llama-bench's JSON.
+LLAMA_SRC="$(sed -n 's/^CMAKE_HOME_DIRECTORY:INTERNAL=//p' "$LLAMA_BUILD/CMakeCache.txt" 2>/dev/null || true)"
+LLAMA_COMMIT="$(git -C "${LLAMA_SRC:-/nonexistent}" rev-parse HEAD 2>/dev/null || echo unknown)"
+SSMQ_COMMIT="$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)"
+if [[ -n "$(git -C "$ROOT" status --porcelain --untracked-files=no 2>/dev/null)" ]]; then
+  SSMQ_COMMIT="$SSMQ_COMMIT (with uncommitted changes)"
+fi
+
+for preset in $PRESETS; do
+  d="$RUN_DIR/$preset"
+  mkdir -p "$d"
+  # 1. checkpoint and .ssmq files
+  if [[ $REUSE == 1 && -f "$d/hf/model.safetensors" ]]; then
+    log "reusing $d/hf"
+  else
+    log "ssmq synth $preset"
+    "$SSMQ" synth --preset "$preset" --seed "$SEED" --dtype f16 --force -o "$d/hf" >&2
+  fi
+  make_file "$d/f16.ssmq" "$SSMQ" convert "$d/hf" -o "$d/f16.ssmq" --scheme f16
+  for scheme in w8a8 w4a8; do
+    make_file "$d/$scheme.ssmq" "$SSMQ" convert "$d/f16.ssmq" -o "$d/$scheme.ssmq" --scheme "$scheme" \
+      --calib "$CALIB" --calib-samples "$CALIB_SAMPLES" --calib-seqlen "$CALIB_SEQLEN"
+  done
+  make_file "$d/w4a16.ssmq" "$SSMQ" convert "$d/f16.ssmq" -o "$d/w4a16.ssmq" --scheme w4a16
+  # 2. GGUF files from our f16 file
+  make_file "$d/f16.gguf" "$SSMQ" export "$d/f16.ssmq" --to gguf --type f16 -o "$d/f16.gguf"
+  for t in q8_0 q4_0; do
+    if [[ $GGUF_FROM == ssmq ]]; then
+      make_file "$d/$t.gguf" "$SSMQ" export "$d/f16.ssmq" --to gguf --type "$t" -o "$d/$t.gguf"
+    else
+      make_file "$d/$t$GGUF_SUFFIX.gguf" "$LLAMA_BUILD/bin/llama-quantize" "$d/f16.gguf" "$d/$t$GGUF_SUFFIX.gguf" \
+        "${t^^}" "$THREADS"
+    fi
+  done
+  # 3. llama.cpp
+  for t in f16 q8_0 q4_0; do
+    log "llama-bench $preset $t"
+    g="$d/$t.gguf"
+    [[ $t == f16 ]] || g="$d/$t$GGUF_SUFFIX.gguf"
+    if ! "$LLAMA_BENCH" -m "$g" -p "$PROMPT_LEN" -n "$GEN_LEN" -t "$THREADS" -r "$REPS" -o json \
+        > "$d/llama_$t.json" 2> "$d/llama_$t.log"; then
+      log "llama-bench failed on $g (see $d/llama_$t.log)"
+      echo "[]" > "$d/llama_$t.json"
+    fi
+  done
+  # 4. ours
+  for s in f16 w8a8 w4a8 w4a16; do
+    log "ssmq bench $preset $s"
+    if ! "$SSMQ" bench "$d/$s.ssmq" --prompt-len "$PROMPT_LEN" --gen-len "$GEN_LEN" --threads "$THREADS" \
+        --reps "$REPS" --json > "$d/ours_$s.json" 2> "$d/ours_$s.log"; then
+      log "ssmq bench failed on $d/$s.ssmq (see $d/ours_$s.log)"
+      echo "{}" > "$d/ours_$s.json"
+    fi
+  done
+done
+
+# 5. the table
+MACHINE_CPU="$(lscpu 2>/dev/null | sed -n 's/^Model name: *//p' | head -1)"
+MACHINE_FLAGS="$(lscpu 2>/dev/null | grep -o -w -E 'avx2|avx512f|avx512_vnni|avx_vnni|amx_int8' | sort -u | paste -sd' ')"
+MACHINE_MEM="$(free -g 2>/dev/null | awk '/^Mem:/ {print $2 " GiB"}')"
+LOAD="$LOAD_START at the start, $(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null || echo '?') at the end"
+export PRESETS THREADS PROMPT_LEN GEN_LEN REPS RUN_DIR LLAMA_COMMIT SSMQ_COMMIT CALIB CALIB_SAMPLES CALIB_SEQLEN SEED
+export GGUF_FROM GGUF_SUFFIX LOAD
+export MACHINE="${MACHINE_CPU:-unknown CPU}, $(nproc) cores visible (nproc), ${MACHINE_MEM:-? GiB} RAM, flags: ${MACHINE_FLAGS:-?}, $(uname -sr)"
+mkdir -p "$(dirname "$OUT")"
+python3 - >> "$OUT" <<'PY'
+import json, os, datetime
+
+run_dir = os.environ["RUN_DIR"]
+def load(path, default):
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return default
+
+def llama(preset, t):
+    rows = load(f"{run_dir}/{preset}/llama_{t}.json", [])
+    pp = next((r for r in rows if r.get("n_prompt", 0) > 0 and r.get("n_gen", 0) == 0), None)
+    tg = next((r for r in rows if r.get("n_gen", 0) > 0 and r.get("n_prompt", 0) == 0), None)
+    def ts(r):
+        return (r["avg_ts"], r.get("stddev_ts", 0.0)) if r else None
+    return ts(pp), ts(tg), (rows[0].get("build_commit") if rows else None)
+
+def size_mb(path):
+    try:
+        return os.path.getsize(path) / 1e6
+    except OSError:
+        return None
+
+def fmt(v, sd=None):
+    if v is None:
+        return "n/a"
+    return f"{v:.1f} ± {sd:.1f}" if sd else f"{v:.1f}"
+
+def ratio(a, b):
+    return f"{a / b:.2f}" if a and b else "n/a"
+
+presets = os.environ["PRESETS"].split()
+pairs = [("f16", "f16", "F16"), ("w8a8", "q8_0", "Q8_0"), ("w4a8", "q4_0", "Q4_0"), ("w4a16", "q4_0", "Q4_0")]
+now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+print(f"\n## Run of {now}\n")
+print(f"- machine: {os.environ['MACHINE']}; load average (1/5/15 min) {os.environ['LOAD']}")
+print(f"- llama.cpp commit: {os.environ['LLAMA_COMMIT']}; ssmq commit: {os.environ['SSMQ_COMMIT']}")
+print(f"- prompt {os.environ['PROMPT_LEN']} tokens, {os.environ['GEN_LEN']} decoded tokens, "
+      f"{os.environ['THREADS']} threads, {os.environ['REPS']} repetitions; batch 1")
+print(f"- models: `ssmq synth --seed {os.environ['SEED']}` (random weights, published shapes, f16); "
+      f"GGUF F16 from `ssmq export` of our f16 file, Q8_0/Q4_0 from "
+      f"{'`ssmq export --type q8_0|q4_0`' if os.environ['GGUF_FROM'] == 'ssmq' else '`llama-quantize` of that F16 GGUF'}; "
+      f"A8 calibration: "
+      f"{os.path.basename(os.environ['CALIB'])}, {os.environ['CALIB_SAMPLES']} windows x {os.environ['CALIB_SEQLEN']} tokens")
+print("- llama.cpp: `llama-bench` pp/tg avg ± stddev tokens/s; ours: `ssmq bench` (prefill/decode tokens/s)\n")
+print("| preset | ours | llama.cpp | ours MB | llama MB | prefill ours | prefill llama | ratio | "
+      "decode ours | decode llama | ratio | ours roofline frac |")
+print("|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+for preset in presets:
+    for ours_s, gguf_t, label in pairs:
+        o = load(f"{run_dir}/{preset}/ours_{ours_s}.json", {})
+        pp, tg, _ = llama(preset, gguf_t)
+        op, od = o.get("prefill_tokens_per_s"), o.get("decode_tokens_per_s")
+        rf = o.get("roofline_fraction")
+        om = size_mb(f"{run_dir}/{preset}/{ours_s}.ssmq")
+        lm = size_mb(f"{run_dir}/{preset}/{gguf_t}{'' if gguf_t == 'f16' else os.environ['GGUF_SUFFIX']}.gguf")
+        print(f"| {preset} | {ours_s} | {label} | {fmt(om)} | {fmt(lm)} | {fmt(op)} | "
+              f"{fmt(*pp) if pp else 'n/a'} | {ratio(op, pp[0] if pp else None)} | {fmt(od)} | "
+              f"{fmt(*tg) if tg else 'n/a'} | {ratio(od, tg[0] if tg else None)} | "
+              f"{f'{rf:.2f}' if isinstance(rf, (int, float)) else 'n/a'} |")
+PY
+log "appended a table to $OUT"
+tail -n $(( 4 * $(wc -w <<< "$PRESETS") + 2 )) "$OUT"
+if [[ $KEEP == 0 ]]; then
+  log "removing the model files under $RUN_DIR (pass --keep to leave them); the JSON and logs stay"
+  for preset in $PRESETS; do
+    rm -rf "${RUN_DIR:?}/$preset/hf" "$RUN_DIR/$preset"/*.ssmq "$RUN_DIR/$preset"/*.gguf
+  done
+fi
