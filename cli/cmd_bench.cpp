@@ -204,6 +204,10 @@ Status RunBench(const BenchArgs& a) {
   const double decode_tps = tokens_decode / Median(decode_s);
   const double roofline_tps = tr.RooflineTokensPerSecond(bandwidth);
   const double fraction = roofline_tps > 0 ? decode_tps / roofline_tps : 0.0;
+  // A step whose bytes fit in the last-level cache is not bound by DRAM: the
+  // fraction can then exceed 1 (the tiny fixtures).
+  const uint64_t llc = LastLevelCacheBytes();
+  const bool fits_in_llc = llc > 0 && tr.total_bytes() <= llc;
 
   std::map<std::string, uint64_t> type_bytes, matmul_types;
   for (const ModelTensor& t : model.tensors()) {
@@ -255,6 +259,8 @@ Status RunBench(const BenchArgs& a) {
     j["bandwidth_median_bytes_per_s"] = bw.read.median_bytes_per_s;
     j["bandwidth_source"] = bw_source;
     j["roofline_tokens_per_s"] = roofline_tps;
+    j["llc_bytes"] = llc;
+    j["fits_in_llc"] = fits_in_llc;
     std::printf("%s\n", j.dump().c_str());
     return Status::Ok();
   }
@@ -281,6 +287,9 @@ Status RunBench(const BenchArgs& a) {
   std::printf("    read bandwidth %.2f GB/s (%s, %d thread(s)) -> at most %.1f tok/s; "
               "measured %.1f%% of it\n",
               bandwidth / 1e9, bw_source.c_str(), bw.n_threads, roofline_tps, 100.0 * fraction);
+  if (fits_in_llc)
+    std::printf("    (the step's bytes fit in the %s last-level cache: DRAM bandwidth need not bound it)\n",
+                Mib(llc).c_str());
   return Status::Ok();
 }
 

@@ -113,6 +113,7 @@ void ExpectBenchFields(const nlohmann::json& j) {
               j["decode_tokens_per_s"].get<double>() / j["roofline_tokens_per_s"].get<double>(),
               1e-9);
   EXPECT_GE(j["peak_rss_bytes"].get<double>(), 1 << 20);
+  EXPECT_TRUE(j["fits_in_llc"].is_boolean());
 }
 
 // Untied mamba2-tiny in f32: measures the bandwidth itself (the only run that
