@@ -56,7 +56,10 @@ Result<std::string> TokenizerJsonFromGguf(const Metadata& md) {
     }
   }
 
-  Json vocab = Json::object();
+  // The vocab object is built as a plain (key-sorted) json: ordered_json finds
+  // keys by linear search, which made a 50k vocabulary cost seconds and a
+  // hostile million-token one hang. Key order does not matter to a reader.
+  nlohmann::json vocab = nlohmann::json::object();
   Json added = Json::array();
   std::map<std::string, size_t> seen;
   for (size_t id = 0; id < tokens.size(); ++id) {
@@ -84,7 +87,7 @@ Result<std::string> TokenizerJsonFromGguf(const Metadata& md) {
   j["model"] = Json{{"type", "BPE"},        {"dropout", nullptr},       {"unk_token", nullptr},
                     {"continuing_subword_prefix", nullptr}, {"end_of_word_suffix", nullptr},
                     {"fuse_unk", false},    {"byte_fallback", false},   {"ignore_merges", false},
-                    {"vocab", vocab},       {"merges", merges}};
+                    {"vocab", Json(vocab)}, {"merges", merges}};
   try {
     return j.dump();
   } catch (const std::exception& e) {  // a token that is not valid UTF-8
