@@ -114,9 +114,12 @@ SSMQ_AVX2 void FakeQuantizeSpanAvx2(float* x, int64_t n, float s) {
 
 #endif  // SSMQ_HAVE_AVX2_KERNELS
 
+// The AVX2 quantizers serve AVX-512 machines too (they are exact, see the
+// top of this file; the work is a few thousand values per call).
 bool UseAvx2() {
 #ifdef SSMQ_HAVE_AVX2_KERNELS
-  return BestInt8Isa() == Int8Isa::kAvx2;
+  static const bool avx2 = BestInt8Isa() != Int8Isa::kScalar;
+  return avx2;
 #else
   return false;
 #endif

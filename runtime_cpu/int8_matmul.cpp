@@ -436,6 +436,7 @@ SSMQ_TARGET_AVX512 void Tile512(const Int8Args& a, const Int8Prep& prep, int64_t
   }
   const __m512i c128 = _mm512_set1_epi8(static_cast<char>(0x80));
   const __m256i c128y = _mm256_set1_epi8(static_cast<char>(0x80));
+  const int64_t pf_ahead = kPrefetchRows * (kQ4 ? cols / 2 : cols);
   __m128 facc = _mm_setzero_ps();
   BlockWalk walk(a);
   int64_t block_index = 0;
@@ -447,6 +448,10 @@ SSMQ_TARGET_AVX512 void Tile512(const Int8Args& a, const Int8Prep& prep, int64_t
     for (int i = 0; i < MR; ++i) corr[i] = _mm512_setzero_si512();
     int64_t c = c0;
     for (; c + 64 <= c1; c += 64) {
+      for (int i = 0; i < MR; ++i) {  // the same columns kPrefetchRows rows on
+        if constexpr (kQ4) PrefetchRead(w4[i] + (c >> 1) + pf_ahead);
+        else PrefetchRead(w8[i] + c + pf_ahead);
+      }
       if constexpr (kQ4) {
         if constexpr (kShareW) {
           const __m512i wv = UnpackQ4x64(w4[0] + (c >> 1));

@@ -59,6 +59,20 @@ SSMQ_HOT void CausalConvSilu(const float* src, int64_t src_stride, int64_t L, in
                              int64_t c1, int64_t K, const float* w, const float* bias,
                              float* state, float* out, int64_t out_stride) {
   const int64_t hist = K - 1;
+  if (L == 1) {  // decode: one token, every tap but the last from the state (branch-free loop)
+    for (int64_t c = c0; c < c1; ++c) {
+      const float* wc = w + c * K;
+      float* sc = state + c * hist;
+      const float x = src[c];
+      float acc = bias ? bias[c] : 0.0f;
+      for (int64_t k = 0; k < hist; ++k) acc += wc[k] * sc[k];
+      acc += wc[hist] * x;
+      out[c] = Silu(acc);
+      for (int64_t j = 0; j + 1 < hist; ++j) sc[j] = sc[j + 1];
+      if (hist > 0) sc[hist - 1] = x;
+    }
+    return;
+  }
   // Input at time tau (may be negative: then from the state).
   auto in = [&](int64_t tau, int64_t c) {
     return tau >= 0 ? src[tau * src_stride + c] : state[c * hist + hist + tau];

@@ -12,7 +12,7 @@
 namespace ssmq {
 
 void Runtime::Impl::Mamba2Mixer(int l, int64_t batch, int64_t seq_len, float* conv_state,
-                                float* ssm_state, bool recurrent) {
+                                const rt::SsmStateRef& ssm, bool recurrent) {
   const rt::LayerWeights& w = layers[l];
   rt::Scratch& s = scratch;
   const int64_t T = batch * seq_len, L = seq_len;
@@ -78,9 +78,14 @@ void Runtime::Impl::Mamba2Mixer(int l, int64_t batch, int64_t seq_len, float* co
       for (int64_t h = 0; h < H; ++h) {
         const int64_t g = h / dims.heads_per_group();
         const float* row = s.conv_out.data() + b * cd;
-        rt::Mamba2StepHead(P, N, row + h * P, row + di + g * N, row + di + G * N + g * N,
-                           s.dt[b * H + h], w.a[h], w.d.f32[h],
-                           ssm_state + b * state_per_seq + h * P * N, s.y.data() + b * di + h * P);
+        const float *x = row + h * P, *B = row + di + g * N, *C = row + di + G * N + g * N;
+        if (ssm.codes) {  // int8 cache: stepped in place (state rows are (head, p) pairs)
+          rt::Mamba2StepHeadInt8(*ssm.sq, b * H * P + h * P, P, x, B, C, s.dt[b * H + h], w.a[h],
+                                 w.d.f32[h], ssm.codes, s.y.data() + b * di + h * P);
+        } else {
+          rt::Mamba2StepHead(P, N, x, B, C, s.dt[b * H + h], w.a[h], w.d.f32[h],
+                             ssm.f32 + b * state_per_seq + h * P * N, s.y.data() + b * di + h * P);
+        }
       }
     }
   } else {
@@ -98,10 +103,12 @@ void Runtime::Impl::Mamba2Mixer(int l, int64_t batch, int64_t seq_len, float* co
       const int64_t h0 = g * hpg + sl * heads_per_slice;
       const int64_t h1 = std::min((g + 1) * hpg, h0 + heads_per_slice);
       float* scratch_slice = s.per_thread.data() + omp_get_thread_num() * per_thread;
+      ssm.Load(b * H * P + h0 * P, (h1 - h0) * P);
       rt::Mamba2ChunkScanGroup(dims, g, h0, h1, L, hp.chunk_size, s.conv_out.data() + b * L * cd,
                                cd, s.dt.data() + b * L * H, H, w.a.data(), w.d.f32,
-                               ssm_state + b * state_per_seq, s.y.data() + b * L * di, di,
+                               ssm.f32 + b * state_per_seq, s.y.data() + b * L * di, di,
                                scratch_slice);
+      ssm.Store(b * H * P + h0 * P, (h1 - h0) * P);
     }
   }
 

@@ -368,19 +368,32 @@ SSMQ_TARGET_AVX512 void RowTile512(const Weight& w, int64_t r, const float* cons
         gacc2[k] = _mm512_fmadd_ps(w1, _mm512_loadu_ps(xs[k] + cc + 16), gacc2[k]);
       }
     };
+    // Prefetch kPrefetchRows rows ahead (simd_dispatch.h): rows are
+    // contiguous, so that is a fixed byte distance along the stream.
     if constexpr (kFormat == WeightFormat::kQ4) {
       z = Q4Zero(w, r * ng + g);
       const uint8_t* q = w.codes + r * (cols / 2);
+      const int64_t ahead = kPrefetchRows * (cols / 2);
       const Q4Unpacker512 unpack = MakeQ4Unpacker512(z);
-      for (; c + 32 <= c1; c += 32)
+      for (; c + 32 <= c1; c += 32) {
+        PrefetchRead(q + c / 2 + ahead);
         fma2(LoadQ4x16(q + c / 2, unpack), LoadQ4x16(q + c / 2 + 8, unpack), c);
+      }
     } else if constexpr (kFormat == WeightFormat::kQ8) {
       const int8_t* q = reinterpret_cast<const int8_t*>(w.codes) + r * cols;
-      for (; c + 32 <= c1; c += 32) fma2(LoadQ8x16(q + c), LoadQ8x16(q + c + 16), c);
+      const int64_t ahead = kPrefetchRows * cols;
+      for (; c + 32 <= c1; c += 32) {
+        PrefetchRead(q + c + ahead);
+        fma2(LoadQ8x16(q + c), LoadQ8x16(q + c + 16), c);
+      }
     } else {
       const uint16_t* h = w.half + r * cols;
+      const int64_t ahead = kPrefetchRows * cols;
       constexpr bool kBf16 = kFormat == WeightFormat::kBF16;
-      for (; c + 32 <= c1; c += 32) fma2(LoadHalfx16<kBf16>(h + c), LoadHalfx16<kBf16>(h + c + 16), c);
+      for (; c + 32 <= c1; c += 32) {
+        PrefetchRead(h + c + ahead);
+        fma2(LoadHalfx16<kBf16>(h + c), LoadHalfx16<kBf16>(h + c + 16), c);
+      }
     }
     for (int k = 0; k < NT; ++k) {
       const __m512 sum = _mm512_add_ps(gacc[k], gacc2[k]);
@@ -481,6 +494,7 @@ SSMQ_TARGET_AVX512 void Q4DecodeTile(const Weight& w, int64_t r, const Q4Activat
   const uint8_t* q[MR];
   for (int i = 0; i < MR; ++i) q[i] = w.codes + (r + i) * (cols / 2);
   const __m512i low4 = _mm512_set1_epi32(0xF);
+  const int64_t ahead = kPrefetchRows * (cols / 2);  // rows on (simd_dispatch.h)
   __m512 acc[MR];
   float zterm[MR];
   for (int i = 0; i < MR; ++i) acc[i] = _mm512_setzero_ps(), zterm[i] = 0.0f;
@@ -489,6 +503,7 @@ SSMQ_TARGET_AVX512 void Q4DecodeTile(const Weight& w, int64_t r, const Q4Activat
     for (int i = 0; i < MR; ++i) gacc[i] = _mm512_setzero_ps(), gacc2[i] = _mm512_setzero_ps();
     for (int64_t c = g * G; c < (g + 1) * G; c += 32) {
       const __m512 xe = _mm512_loadu_ps(xp + c), xo = _mm512_loadu_ps(xp + c + 16);
+      for (int i = 0; i < MR; ++i) PrefetchRead(q[i] + c / 2 + ahead);
       for (int i = 0; i < MR; ++i) {
         const __m512i v =
             _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(q[i] + c / 2)));

@@ -397,28 +397,25 @@ Status Runtime::Impl::Forward(std::span<const int32_t> tokens, int64_t batch, in
                     n_threads);
     float* conv_state = state.conv.data() + l * conv_per_layer;
     const rt::StateQuant& sq = layers[l].act.state;
-    float* ssm_state = nullptr;
-    int8_t* ssm_codes = nullptr;
-    if (sq.enabled()) {  // int8 cache: dequantize into scratch, run, quantize back
+    rt::SsmStateRef ssm;
+    if (sq.enabled()) {  // int8 cache: the mixer converts it row range by row range
       rt::Grow(s.state_f32, ssm_per_layer);
-      ssm_state = s.state_f32.data();
-      ssm_codes = state.ssm_q.data() + l * ssm_per_layer;
-      rt::DequantizeState(sq, ssm_codes, static_cast<int64_t>(ssm_per_layer), ssm_state);
+      ssm = {s.state_f32.data(), state.ssm_q.data() + l * ssm_per_layer, &sq};
     } else {
-      ssm_state = state.ssm.data() + l * ssm_per_layer;
+      ssm.f32 = state.ssm.data() + l * ssm_per_layer;
     }
+    float* ssm_state = ssm.f32;  // after the mixer: the layer's final state in float
     Observe(ObsSite::kInProjInput, l, s.normed.data(), T, dm, dm);
     if (hp.arch == Arch::kMamba1) {
-      Mamba1Mixer(l, batch, seq_len, conv_state, ssm_state);
+      Mamba1Mixer(l, batch, seq_len, conv_state, ssm);
     } else {
-      Mamba2Mixer(l, batch, seq_len, conv_state, ssm_state, recurrent);
+      Mamba2Mixer(l, batch, seq_len, conv_state, ssm, recurrent);
     }
     Observe(ObsSite::kOutProjOutput, l, s.mixer_out.data(), T, dm, dm);
     if (!recurrent) {
       const int64_t per_seq = static_cast<int64_t>(ssm_per_layer) / batch;
       Observe(ObsSite::kSsmStateFinal, l, ssm_state, batch, per_seq, per_seq);
     }
-    if (ssm_codes) rt::QuantizeState(sq, ssm_state, static_cast<int64_t>(ssm_per_layer), ssm_codes);
     float* h = s.hidden.data();
     const float* o = s.mixer_out.data();
     const int64_t n = T * dm;

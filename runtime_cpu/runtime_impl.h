@@ -30,10 +30,39 @@ struct StateQuant {
   bool enabled() const { return !scales.empty(); }
 };
 
-// n = batch · state floats of one layer (rows of d_state values, row index
-// taken modulo d_inner so batches repeat the scales).
-void DequantizeState(const StateQuant& sq, const int8_t* codes, int64_t n, float* out);
-void QuantizeState(const StateQuant& sq, const float* h, int64_t n, int8_t* codes);
+// A layer's state is batch · rows_per_seq rows of d_state values (Mamba1:
+// rows are channels; Mamba2: (head, head-dim) pairs), the scale row of row r
+// being (r mod rows_per_seq) / rows_per_group. These convert rows
+// [row0, row0 + n_rows) of the layer arrays `codes` and `h` (whole-layer base
+// pointers): the mixers call them inside their parallel scan loops for the
+// rows each work item scans, so the int8 cache costs no serial pass.
+void DequantizeStateRows(const StateQuant& sq, const int8_t* codes, int64_t row0, int64_t n_rows,
+                         float* h);
+void QuantizeStateRows(const StateQuant& sq, const float* h, int64_t row0, int64_t n_rows,
+                       int8_t* codes);
+
+// One Mamba2 recurrent step of one head straight on the int8 cache: rows
+// [row0, row0 + P) of the layer's codes are dequantized, stepped
+// (kernels.h: Mamba2StepHead) and requantized in registers, with no float
+// copy of the state. Same arithmetic as Load + Mamba2StepHead + Store.
+void Mamba2StepHeadInt8(const StateQuant& sq, int64_t row0, int64_t P, const float* x,
+                        const float* B, const float* C, float dt, float A, float D,
+                        int8_t* codes, float* y);
+
+// Where a mixer finds a layer's SSM state: `f32` is always where the scan
+// runs; with an int8 cache (`codes` non-null) f32 is scratch that the mixer
+// fills from the codes and writes back to them, row range by row range.
+struct SsmStateRef {
+  float* f32 = nullptr;
+  int8_t* codes = nullptr;
+  const StateQuant* sq = nullptr;
+  void Load(int64_t row0, int64_t n_rows) const {
+    if (codes) DequantizeStateRows(*sq, codes, row0, n_rows, f32);
+  }
+  void Store(int64_t row0, int64_t n_rows) const {
+    if (codes) QuantizeStateRows(*sq, f32, row0, n_rows, codes);
+  }
+};
 
 // Activation quantization of one layer (model/act_sites.h): one ActQuant per
 // row site (kNone where the file keeps the site float), the dt_proj input
@@ -137,8 +166,9 @@ struct Runtime::Impl {
   // Runs the mixer of layer `l` on u [batch*seq_len][d_model] (rows b*seq_len + t),
   // writing mixer_out. recurrent: one token per sequence through the step
   // path (Mamba2), otherwise the chunked scan.
-  void Mamba1Mixer(int l, int64_t batch, int64_t seq_len, float* conv_state, float* ssm_state);
-  void Mamba2Mixer(int l, int64_t batch, int64_t seq_len, float* conv_state, float* ssm_state,
+  void Mamba1Mixer(int l, int64_t batch, int64_t seq_len, float* conv_state,
+                   const rt::SsmStateRef& ssm);
+  void Mamba2Mixer(int l, int64_t batch, int64_t seq_len, float* conv_state, const rt::SsmStateRef& ssm,
                    bool recurrent);
   // Which logits Forward computes: every position, only each sequence's last
   // one ([batch][vocab]), or none (a PrefillLast piece before the last).

@@ -8,7 +8,10 @@
 // exactly round-half-even in fp32. NaN becomes −127 via the clamp order.
 #include <algorithm>
 #include <cstdint>
+#include <vector>
 
+#include "runtime_cpu/activations.h"
+#include "runtime_cpu/kernels.h"
 #include "runtime_cpu/runtime_impl.h"
 #include "runtime_cpu/simd_dispatch.h"
 
@@ -79,22 +82,86 @@ void QuantizeRows(const float* h, const float* inv, int64_t rows, int64_t N, int
 
 }  // namespace
 
-void DequantizeState(const StateQuant& sq, const int8_t* codes, int64_t n, float* out) {
-  const int64_t N = sq.d_state, rows = n / N, R = static_cast<int64_t>(sq.scales.size()) / N;
+// Rows [row0, row0 + n_rows) in runs that share one scale row.
+template <typename Fn>
+void ForEachScaleRun(const StateQuant& sq, int64_t row0, int64_t n_rows, Fn fn) {
+  const int64_t N = sq.d_state, R = static_cast<int64_t>(sq.scales.size()) / N;
   const int64_t rows_per_seq = R * sq.rows_per_group;
-  for (int64_t r0 = 0; r0 < rows; r0 += sq.rows_per_group) {  // groups never straddle sequences
-    const float* s = sq.scales.data() + ((r0 % rows_per_seq) / sq.rows_per_group) * N;
-    DequantizeRows(codes + r0 * N, s, std::min(sq.rows_per_group, rows - r0), N, out + r0 * N);
+  for (int64_t r = row0; r < row0 + n_rows;) {
+    const int64_t in_seq = r % rows_per_seq;
+    const int64_t run = std::min(row0 + n_rows - r, sq.rows_per_group - in_seq % sq.rows_per_group);
+    fn(r, run, (in_seq / sq.rows_per_group) * N);
+    r += run;
   }
 }
 
-void QuantizeState(const StateQuant& sq, const float* h, int64_t n, int8_t* codes) {
-  const int64_t N = sq.d_state, rows = n / N, R = static_cast<int64_t>(sq.scales.size()) / N;
-  const int64_t rows_per_seq = R * sq.rows_per_group;
-  for (int64_t r0 = 0; r0 < rows; r0 += sq.rows_per_group) {
-    const float* inv = sq.inv_scales.data() + ((r0 % rows_per_seq) / sq.rows_per_group) * N;
-    QuantizeRows(h + r0 * N, inv, std::min(sq.rows_per_group, rows - r0), N, codes + r0 * N);
+void DequantizeStateRows(const StateQuant& sq, const int8_t* codes, int64_t row0, int64_t n_rows,
+                         float* h) {
+  const int64_t N = sq.d_state;
+  ForEachScaleRun(sq, row0, n_rows, [&](int64_t r, int64_t run, int64_t s) {
+    DequantizeRows(codes + r * N, sq.scales.data() + s, run, N, h + r * N);
+  });
+}
+
+void QuantizeStateRows(const StateQuant& sq, const float* h, int64_t row0, int64_t n_rows,
+                       int8_t* codes) {
+  const int64_t N = sq.d_state;
+  ForEachScaleRun(sq, row0, n_rows, [&](int64_t r, int64_t run, int64_t s) {
+    QuantizeRows(h + r * N, sq.inv_scales.data() + s, run, N, codes + r * N);
+  });
+}
+
+#ifdef SSMQ_STATE_AVX2
+// AVX-512 form of Mamba2StepHeadInt8 for d_state a multiple of 16. The
+// clamp, NaN rule and rounding are those of QuantizeRowsAvx2 (max_ps(v, lo)
+// returns lo for a NaN v; cvtps2dq rounds half to even).
+SSMQ_TARGET_AVX512 void StepHeadInt8Avx512(const StateQuant& sq, int64_t row0, int64_t P,
+                                           const float* x, const float* B, const float* C,
+                                           float dt, float decay, float D, int8_t* codes,
+                                           float* y) {
+  const int64_t N = sq.d_state;
+  const __m512 lo = _mm512_set1_ps(-127.0f), hi = _mm512_set1_ps(127.0f);
+  const __m512 decay_v = _mm512_set1_ps(decay);
+  ForEachScaleRun(sq, row0, P, [&](int64_t r, int64_t run, int64_t srow) SSMQ_TARGET_AVX512 {
+    const float* scale = sq.scales.data() + srow;
+    const float* inv = sq.inv_scales.data() + srow;
+    for (int64_t p = r - row0; p < r - row0 + run; ++p) {
+      int8_t* cp = codes + (row0 + p) * N;
+      const __m512 coef = _mm512_set1_ps(dt * x[p]);
+      __m512 acc = _mm512_setzero_ps();
+      for (int64_t n = 0; n < N; n += 16) {
+        const __m512i c32 =
+            _mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(cp + n)));
+        const __m512 h = _mm512_mul_ps(_mm512_cvtepi32_ps(c32), _mm512_loadu_ps(scale + n));
+        const __m512 s = _mm512_fmadd_ps(h, decay_v, _mm512_mul_ps(coef, _mm512_loadu_ps(B + n)));
+        acc = _mm512_fmadd_ps(s, _mm512_loadu_ps(C + n), acc);
+        __m512 v = _mm512_mul_ps(s, _mm512_loadu_ps(inv + n));
+        v = _mm512_min_ps(_mm512_max_ps(v, lo), hi);
+        _mm_storeu_si128(reinterpret_cast<__m128i*>(cp + n),
+                         _mm512_cvtsepi32_epi8(_mm512_cvtps_epi32(v)));
+      }
+      y[p] = ReduceAdd512(acc) + D * x[p];
+    }
+  });
+}
+#endif
+
+void Mamba2StepHeadInt8(const StateQuant& sq, int64_t row0, int64_t P, const float* x,
+                        const float* B, const float* C, float dt, float A, float D,
+                        int8_t* codes, float* y) {
+  const int64_t N = sq.d_state;
+#ifdef SSMQ_STATE_AVX2
+  if (N % 16 == 0 && CpuIsa() == KernelIsa::kAvx512) {
+    return StepHeadInt8Avx512(sq, row0, P, x, B, C, dt, FastExp(dt * A), D, codes, y);
   }
+#endif
+  // Reference: through a float copy of the head's rows (a thread's scratch).
+  thread_local std::vector<float> rows;
+  Grow(rows, static_cast<size_t>(P * N));
+  float* h = rows.data() - row0 * N;  // so that row r of the layer sits at h + r * N
+  DequantizeStateRows(sq, codes, row0, P, h);
+  Mamba2StepHead(P, N, x, B, C, dt, A, D, h + row0 * N, y);
+  QuantizeStateRows(sq, h, row0, P, codes);
 }
 
 }  // namespace ssmq::rt
