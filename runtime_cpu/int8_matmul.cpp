@@ -397,6 +397,11 @@ struct Int8Prep {
   const uint8_t* biased = nullptr;  // Q8: [n_tokens][cols] a + 128
   const int32_t* asum = nullptr;    // Q4: [n_tokens][n_blocks] sum of a over the block
   int64_t n_blocks = 0;
+  // Q4 when blocks and cols are multiples of 128: [n_tokens][cols] with each
+  // 128-column stretch holding its 64 even columns, then its 64 odd ones.
+  // 64 packed bytes (128 codes) then unpack with one AND (low nibbles: the
+  // even columns) and one shift + AND (high: the odd ones), no widening.
+  const int8_t* q4_split = nullptr;
 };
 
 // 64 packed nibbles (32 bytes) -> 64 unsigned codes in element order (each
@@ -447,6 +452,33 @@ SSMQ_TARGET_AVX512 void Tile512(const Int8Args& a, const Int8Prep& prep, int64_t
     for (int k = 0; k < K; ++k) acc[k] = _mm512_setzero_si512();
     for (int i = 0; i < MR; ++i) corr[i] = _mm512_setzero_si512();
     int64_t c = c0;
+    if constexpr (kQ4) {
+      if (prep.q4_split) {  // 128 columns per step from the even/odd split activations
+        const __m512i low4 = _mm512_set1_epi8(0x0F);
+        for (; c + 128 <= c1; c += 128) {
+          for (int i = 0; i < MR; ++i) PrefetchRead(w4[i] + (c >> 1) + pf_ahead);
+          if constexpr (kShareW) {
+            const __m512i v = _mm512_loadu_si512(w4[0] + (c >> 1));
+            const __m512i even = _mm512_and_si512(v, low4);
+            const __m512i odd = _mm512_and_si512(_mm512_srli_epi16(v, 4), low4);
+            for (int k = 0; k < NT; ++k) {
+              const int8_t* qk = prep.q4_split + (t0 + k) * cols + c;
+              acc[k] = _mm512_dpbusd_epi32(acc[k], even, _mm512_loadu_si512(qk));
+              acc[k] = _mm512_dpbusd_epi32(acc[k], odd, _mm512_loadu_si512(qk + 64));
+            }
+          } else {
+            const int8_t* qk = prep.q4_split + t0 * cols + c;
+            const __m512i ae = _mm512_loadu_si512(qk), ao = _mm512_loadu_si512(qk + 64);
+            for (int i = 0; i < MR; ++i) {
+              const __m512i v = _mm512_loadu_si512(w4[i] + (c >> 1));
+              acc[i] = _mm512_dpbusd_epi32(acc[i], _mm512_and_si512(v, low4), ae);
+              acc[i] = _mm512_dpbusd_epi32(
+                  acc[i], _mm512_and_si512(_mm512_srli_epi16(v, 4), low4), ao);
+            }
+          }
+        }
+      }
+    }
     for (; c + 64 <= c1; c += 64) {
       for (int i = 0; i < MR; ++i) {  // the same columns kPrefetchRows rows on
         if constexpr (kQ4) PrefetchRead(w4[i] + (c >> 1) + pf_ahead);
@@ -566,8 +598,20 @@ SSMQ_TARGET_AVX512 void RowsAvx512(const Int8Args& a, const Int8Prep& prep, int6
 Int8Prep PrepareAvx512(const Weight& w, int64_t block, const int8_t* q, int64_t n_tokens) {
   thread_local std::vector<uint8_t> biased;
   thread_local std::vector<int32_t> asum;
+  thread_local std::vector<int8_t> split;
   Int8Prep prep;
   const int64_t cols = w.cols;
+  if (w.format == WeightFormat::kQ4 && block % 128 == 0 && cols % 128 == 0) {
+    Grow(split, static_cast<size_t>(n_tokens * cols));
+    for (int64_t t = 0; t < n_tokens; ++t) {
+      for (int64_t c0 = 0; c0 < cols; c0 += 128) {
+        const int8_t* src = q + t * cols + c0;
+        int8_t* dst = split.data() + t * cols + c0;
+        for (int j = 0; j < 64; ++j) dst[j] = src[2 * j], dst[64 + j] = src[2 * j + 1];
+      }
+    }
+    prep.q4_split = split.data();
+  }
   if (w.format == WeightFormat::kQ4) {
     prep.n_blocks = (cols + block - 1) / block;
     Grow(asum, static_cast<size_t>(n_tokens * prep.n_blocks));

@@ -421,7 +421,9 @@ INSTANTIATE_TEST_SUITE_P(
         Int8Case{"q4z_g32_actg128_768", 20, 768, true, 32, true, Mode::kStatic, 128, 32},
         Int8Case{"q4z_g16_dyn_48", 16, 48, true, 16, true, Mode::kDynamicPerToken, 0, 16},
         Int8Case{"q4z_chan_dyn_100", 18, 100, true, 0, true, Mode::kDynamicPerToken, 0, 100},
-        Int8Case{"q4z_g64_tensor_768", 25, 768, true, 64, true, Mode::kStatic, 0, 64}),
+        Int8Case{"q4z_g64_tensor_768", 25, 768, true, 64, true, Mode::kStatic, 0, 64},
+        // Blocks of 128 columns take the AVX-512 even/odd split path (int8_matmul.cpp).
+        Int8Case{"q4z_g128_tensor_1024", 26, 1024, true, 128, true, Mode::kStatic, 0, 128}),
     [](const ::testing::TestParamInfo<Int8Case>& info) { return info.param.name; });
 
 // Q8 codes are [-127, 127] by the format, but a -128 weight code (a malformed
