@@ -480,44 +480,44 @@ SSMQ_TARGET_AVX512 void DequantizeRowAvx512(const Weight& w, int64_t r, float* o
 // Q4 at decode (a few tokens, f32 activations), AVX-512: the activations are
 // reordered once per call so that each 32-column block holds its 16 even
 // columns then its 16 odd ones (Q4Activations). A weight row's 16 bytes of
-// the block then unpack with one widening (byte k -> lane k) and two ALU ops:
-// lane k & 15 is column 2k (the low nibble), lane k >> 4 is column 2k+1. The
-// zero point comes off per group through the group's activation sum:
-//   sum_c (q - z) x = sum_c q x - z sum_c x.
-// Four rows share every activation load.
+// the block widen to lanes (byte k -> lane k) whose low nibble is column 2k
+// and high nibble column 2k+1; each indexes a 16-entry table of the group's
+// dequantized values (k - z) · s (vpermps), so scale and zero point cost
+// nothing per column. Four rows share every activation load.
 template <int MR>
 SSMQ_TARGET_AVX512 void Q4DecodeTile(const Weight& w, int64_t r, const Q4Activations& xa,
                                      int64_t t, float* out) {
   const int64_t cols = w.cols, G = w.group_size, ng = w.groups_per_row();
   const float* xp = xa.reordered + t * cols;
-  const float* gsum = xa.group_sums + t * ng;
   const uint8_t* q[MR];
   for (int i = 0; i < MR; ++i) q[i] = w.codes + (r + i) * (cols / 2);
-  const __m512i low4 = _mm512_set1_epi32(0xF);
+  const __m512 iota = _mm512_setr_ps(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
   const int64_t ahead = kPrefetchRows * (cols / 2);  // rows on (simd_dispatch.h)
-  __m512 acc[MR];
-  float zterm[MR];
-  for (int i = 0; i < MR; ++i) acc[i] = _mm512_setzero_ps(), zterm[i] = 0.0f;
+  __m512 acc[MR], acc2[MR];
+  for (int i = 0; i < MR; ++i) acc[i] = _mm512_setzero_ps(), acc2[i] = _mm512_setzero_ps();
   for (int64_t g = 0; g < ng; ++g) {
-    __m512 gacc[MR], gacc2[MR];
-    for (int i = 0; i < MR; ++i) gacc[i] = _mm512_setzero_ps(), gacc2[i] = _mm512_setzero_ps();
+    // The group's 16 dequantized values (k - z) · s as a lookup table: vpermps
+    // reads only the low 4 bits of each index, so a byte's low nibble indexes
+    // it directly and the high nibble after one shift.
+    __m512 table[MR];
+    for (int i = 0; i < MR; ++i) {
+      const int64_t si = (r + i) * ng + g;
+      table[i] = _mm512_mul_ps(_mm512_sub_ps(iota, _mm512_set1_ps(static_cast<float>(Q4Zero(w, si)))),
+                               _mm512_set1_ps(w.scales[si]));
+    }
     for (int64_t c = g * G; c < (g + 1) * G; c += 32) {
       const __m512 xe = _mm512_loadu_ps(xp + c), xo = _mm512_loadu_ps(xp + c + 16);
       for (int i = 0; i < MR; ++i) PrefetchRead(q[i] + c / 2 + ahead);
       for (int i = 0; i < MR; ++i) {
         const __m512i v =
             _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(q[i] + c / 2)));
-        gacc[i] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_and_si512(v, low4)), xe, gacc[i]);
-        gacc2[i] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_srli_epi32(v, 4)), xo, gacc2[i]);
+        acc[i] = _mm512_fmadd_ps(_mm512_permutexvar_ps(v, table[i]), xe, acc[i]);
+        acc2[i] = _mm512_fmadd_ps(_mm512_permutexvar_ps(_mm512_srli_epi32(v, 4), table[i]), xo,
+                                  acc2[i]);
       }
     }
-    for (int i = 0; i < MR; ++i) {
-      const int64_t si = (r + i) * ng + g;
-      acc[i] = _mm512_fmadd_ps(_mm512_add_ps(gacc[i], gacc2[i]), _mm512_set1_ps(w.scales[si]), acc[i]);
-      zterm[i] += w.scales[si] * static_cast<float>(Q4Zero(w, si)) * gsum[g];
-    }
   }
-  for (int i = 0; i < MR; ++i) out[i] = ReduceAdd512(acc[i]) - zterm[i];
+  for (int i = 0; i < MR; ++i) out[i] = ReduceAdd512(_mm512_add_ps(acc[i], acc2[i]));
 }
 
 SSMQ_TARGET_AVX512 void Q4DecodeRowsAvx512(const Weight& w, int64_t r0, int64_t r1,
@@ -586,22 +586,16 @@ bool Q4DecodeApplies(const Weight& w, KernelIsa isa) {
 
 Q4Activations PrepareQ4Activations(const Weight& w, const float* x, int64_t x_stride,
                                    int64_t n_tokens) {
-  thread_local std::vector<float> reordered, group_sums;  // grown once, then reused
-  const int64_t cols = w.cols, G = w.group_size, ng = w.groups_per_row();
+  thread_local std::vector<float> reordered;  // grown once, then reused
+  const int64_t cols = w.cols;
   Grow(reordered, static_cast<size_t>(n_tokens * cols));
-  Grow(group_sums, static_cast<size_t>(n_tokens * ng));
   for (int64_t t = 0; t < n_tokens; ++t) {
     const float* xt = x + t * x_stride;
     float* o = reordered.data() + t * cols;
     for (int64_t c = 0; c < cols; c += 32)
       for (int k = 0; k < 16; ++k) o[c + k] = xt[c + 2 * k], o[c + 16 + k] = xt[c + 2 * k + 1];
-    for (int64_t g = 0; g < ng; ++g) {
-      float sum = 0;
-      for (int64_t c = g * G; c < (g + 1) * G; ++c) sum += xt[c];
-      group_sums[t * ng + g] = sum;
-    }
   }
-  return {reordered.data(), group_sums.data()};
+  return {reordered.data()};
 }
 
 void Q4DecodeRows(const Weight& w, int64_t r0, int64_t r1, const float* bias,

@@ -33,12 +33,11 @@ QuantRowsKernel QuantKernel(WeightFormat format, KernelIsa isa);
 KernelIsa BestKernelIsa();
 
 // Q4 weights at decode on AVX-512: the activations reordered once per call
-// (each 32-column block: its 16 even columns, then its 16 odd ones) and their
-// per-group sums, so each row unpacks with one widening and two ALU ops
-// (quant_matmul.cpp). Applies when every group is whole multiples of 32.
+// (each 32-column block: its 16 even columns, then its 16 odd ones), so each
+// row unpacks with one widening and table lookups (quant_matmul.cpp).
+// Applies when every group is whole multiples of 32.
 struct Q4Activations {
-  const float* reordered;   // [n_tokens][cols]
-  const float* group_sums;  // [n_tokens][groups_per_row]
+  const float* reordered;  // [n_tokens][cols]
 };
 bool Q4DecodeApplies(const Weight& w, KernelIsa isa);
 // Into per-thread buffers reused by later calls (no allocation once grown).
