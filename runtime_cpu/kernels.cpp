@@ -59,18 +59,20 @@ SSMQ_HOT void CausalConvSilu(const float* src, int64_t src_stride, int64_t L, in
                              int64_t c1, int64_t K, const float* w, const float* bias,
                              float* state, float* out, int64_t out_stride) {
   const int64_t hist = K - 1;
-  if (L == 1) {  // decode: one token, every tap but the last from the state (branch-free loop)
+  if (L == 1) {  // decode: one token, every tap but the last from the state
     for (int64_t c = c0; c < c1; ++c) {
       const float* wc = w + c * K;
       float* sc = state + c * hist;
       const float x = src[c];
       float acc = bias ? bias[c] : 0.0f;
       for (int64_t k = 0; k < hist; ++k) acc += wc[k] * sc[k];
-      acc += wc[hist] * x;
-      out[c] = Silu(acc);
+      out[c] = acc + wc[hist] * x;
       for (int64_t j = 0; j + 1 < hist; ++j) sc[j] = sc[j + 1];
       if (hist > 0) sc[hist - 1] = x;
     }
+    float* o = out + c0;
+#pragma omp simd
+    for (int64_t c = 0; c < c1 - c0; ++c) o[c] = Silu(o[c]);  // a separate pass: vectorizes
     return;
   }
   // Input at time tau (may be negative: then from the state).
@@ -128,6 +130,57 @@ void Mamba1ScanByChannel(int64_t L, int64_t d0, int64_t d1, int64_t N, const flo
   }
 }
 
+#ifdef SSMQ_HAVE_X86_KERNELS
+// FastExp (activations.h) on 16 lanes: the same clamp, reduction and polynomial.
+SSMQ_TARGET_AVX512 inline __m512 FastExp512(__m512 x) {
+  const __m512 k_min = _mm512_set1_ps(-87.33f), shift = _mm512_set1_ps(12582912.0f);
+  const __m512 xc = _mm512_min_ps(_mm512_max_ps(x, k_min), _mm512_set1_ps(88.0f));
+  const __m512 t = _mm512_fmadd_ps(xc, _mm512_set1_ps(1.44269504088896341f), shift);
+  const __m512 n = _mm512_sub_ps(t, shift);
+  __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), xc);
+  r = _mm512_fnmadd_ps(n, _mm512_set1_ps(-2.12194440e-4f), r);
+  __m512 p = _mm512_set1_ps(1.0f / 5040.0f);
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 720.0f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 120.0f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 24.0f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 6.0f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(0.5f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
+  const __m512i ni = _mm512_sub_epi32(_mm512_castps_si512(t), _mm512_castps_si512(shift));
+  const __m512 scale =
+      _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_add_epi32(ni, _mm512_set1_epi32(127)), 23));
+  const __mmask16 under = _mm512_cmp_ps_mask(x, k_min, _CMP_LT_OQ);
+  return _mm512_maskz_mul_ps(static_cast<__mmask16>(~under), p, scale);
+}
+
+// One Mamba1 time step (L = 1) for channels [d0, d1), d_state a multiple of
+// 16: the state row of a channel is whole vectors, one horizontal sum per
+// channel (the generic loop's reduction compiles to a serial chain).
+SSMQ_TARGET_AVX512 void Mamba1StepChannels512(int64_t d0, int64_t d1, int64_t N, const float* x,
+                                              const float* dt_raw, const float* B,
+                                              const float* z, const float* A, const float* D,
+                                              float* state, float* y) {
+  const float* C = B + N;
+  for (int64_t d = d0; d < d1; ++d) {
+    const float dtv = Softplus(dt_raw[d]);
+    const float xv = x[d];
+    const __m512 dt_v = _mm512_set1_ps(dtv), dx = _mm512_set1_ps(dtv * xv);
+    const float* a = A + d * N;
+    float* sd = state + d * N;
+    __m512 acc = _mm512_setzero_ps();
+    for (int64_t n = 0; n < N; n += 16) {
+      const __m512 decay = FastExp512(_mm512_mul_ps(dt_v, _mm512_loadu_ps(a + n)));
+      const __m512 v = _mm512_fmadd_ps(decay, _mm512_loadu_ps(sd + n),
+                                       _mm512_mul_ps(dx, _mm512_loadu_ps(B + n)));
+      _mm512_storeu_ps(sd + n, v);
+      acc = _mm512_fmadd_ps(v, _mm512_loadu_ps(C + n), acc);
+    }
+    y[d] = (ReduceAdd512(acc) + D[d] * xv) * Silu(z[d]);
+  }
+}
+#endif
+
 }  // namespace
 
 SSMQ_HOT void Mamba1ScanChannels(int64_t L, int64_t d0, int64_t d1, int64_t N, const float* x,
@@ -140,6 +193,30 @@ SSMQ_HOT void Mamba1ScanChannels(int64_t L, int64_t d0, int64_t d1, int64_t N, c
   // (vectorized across d, no horizontal reductions).
   constexpr int64_t kBlock = 32;
   constexpr int64_t kMaxState = 64;
+  if (L == 1) {  // decode: no time loop to amortize a transpose; vectorize over the state
+#ifdef SSMQ_HAVE_X86_KERNELS
+    if (N % 16 == 0 && CpuIsa() == KernelIsa::kAvx512) {
+      return Mamba1StepChannels512(d0, d1, N, x, dt_raw, bc, z, A, D, state, y);
+    }
+#endif
+    const float* B = bc;
+    const float* C = B + N;
+    for (int64_t d = d0; d < d1; ++d) {
+      const float dtv = Softplus(dt_raw[d]);
+      const float xv = x[d], dx = dtv * xv;  // the blocked loop's operation order
+      const float* a = A + d * N;
+      float* sd = state + d * N;
+      float acc = 0;
+#pragma omp simd reduction(+ : acc)
+      for (int64_t n = 0; n < N; ++n) {
+        const float v = FastExp(dtv * a[n]) * sd[n] + dx * B[n];
+        sd[n] = v;
+        acc += v * C[n];
+      }
+      y[d] = (acc + D[d] * xv) * Silu(z[d]);
+    }
+    return;
+  }
   if (N > kMaxState) {
     Mamba1ScanByChannel(L, d0, d1, N, x, x_stride, dt_raw, dt_stride, bc, bc_stride, z, z_stride,
                         A, D, state, y, y_stride);
