@@ -163,7 +163,7 @@ TEST(RuntimeKernels, Mamba2ChunkScanEqualsRecurrence) {
 }
 
 // Softplus inside, channel blocks with a tail (di 40), and the by-channel
-// fallback for a large d_state (N 70).
+// fallback for a large d_state (N 70); whole sequences and single steps.
 class Mamba1Scan : public ::testing::TestWithParam<std::pair<int64_t, int64_t>> {};
 INSTANTIATE_TEST_SUITE_P(RuntimeKernels, Mamba1Scan,
                          ::testing::Values(std::pair<int64_t, int64_t>{40, 16}, std::pair<int64_t, int64_t>{3, 70}));
@@ -176,6 +176,16 @@ TEST_P(Mamba1Scan, MatchesFormula) {
   std::vector<float> state(di * N, 0.0f), y(L * di);
   rt::Mamba1ScanChannels(L, 0, di, N, x.data(), di, dt_raw.data(), di, bc.data(), 2 * N, z.data(), di,
                          A.data(), D.data(), state.data(), y.data(), di);
+  // The same steps one token at a time (L = 1: the decode kernel, AVX-512
+  // when d_state is a multiple of 16) agree with the whole-sequence scan.
+  std::vector<float> state1(di * N, 0.0f), y1(L * di);
+  for (int64_t t = 0; t < L; ++t) {
+    rt::Mamba1ScanChannels(1, 0, di, N, x.data() + t * di, di, dt_raw.data() + t * di, di,
+                           bc.data() + t * 2 * N, 2 * N, z.data() + t * di, di, A.data(), D.data(),
+                           state1.data(), y1.data() + t * di, di);
+  }
+  EXPECT_LT(MaxAbsDiff(y1.data(), y.data(), y.size()), 1e-5);
+  EXPECT_LT(MaxAbsDiff(state1.data(), state.data(), state.size()), 1e-5);
   std::vector<double> s(di * N, 0.0);
   for (int64_t t = 0; t < L; ++t) {
     for (int64_t d = 0; d < di; ++d) {
