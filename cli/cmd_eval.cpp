@@ -1,5 +1,5 @@
-// ssmq eval MODEL --text FILE [--window 256] [--split val|train|all]
-//   perplexity with the fixtures' convention
+// ssmq eval MODEL --text FILE [--window 256] [--split val|train|all] [--max-windows N]
+//   perplexity with the fixtures' convention (optionally on the first N windows only)
 // ssmq eval MODEL --ref REF.safetensors [--mode prefill|step|both]
 //   our logits against reference logits for the reference's input_ids
 #include <algorithm>
@@ -25,6 +25,7 @@ struct EvalArgs {
   std::string mode = "both";
   int64_t window = 256;
   int64_t batch = 8;
+  int64_t max_windows = 0;  // 0 = every window of the split
   int threads = 0;
   bool json = false;
   bool simulate = false;
@@ -32,9 +33,15 @@ struct EvalArgs {
 
 Status EvalPerplexity(const EvalArgs& a, Runtime& rt, const Tokenizer& tok) {
   SSMQ_ASSIGN_OR_RETURN(TextSplit split, ParseSplit(a.split));
+  if (a.max_windows < 0)
+    return Status(StatusCode::kInvalidArgument, "--max-windows must be >= 0 (0 = all windows)");
   SSMQ_ASSIGN_OR_RETURN(std::string text, ReadTextFile(a.text_file));
   const auto t0 = std::chrono::steady_clock::now();
-  const std::vector<int32_t> ids = tok.Encode(SelectSplit(text, split));
+  std::vector<int32_t> ids = tok.Encode(SelectSplit(text, split));
+  // A prefix of the split: the first N windows, scored exactly as in the
+  // whole-split run (so a prefix run of two models compares like for like).
+  if (a.max_windows > 0 && a.window > 0 && static_cast<int64_t>(ids.size()) > a.max_windows * a.window)
+    ids.resize(static_cast<size_t>(a.max_windows * a.window));
   Progress progress("scoring");
   SSMQ_ASSIGN_OR_RETURN(PerplexityResult r,
                         EvaluatePerplexity(rt, ids, a.window, a.batch,
@@ -47,6 +54,7 @@ Status EvalPerplexity(const EvalArgs& a, Runtime& rt, const Tokenizer& tok) {
     j["tokens_scored"] = r.tokens_scored;
     j["mean_nll"] = r.mean_nll;
     j["window"] = a.window;
+    j["windows"] = r.tokens_scored / (a.window - 1);
     j["split"] = a.split;
     j["seconds"] = secs;
     std::printf("%s\n", j.dump().c_str());
@@ -172,6 +180,10 @@ void Setup(CLI::App& app) {
   sub->add_option("--window", args->window, "tokens per window (first of each not scored)")
       ->capture_default_str();
   sub->add_option("--batch", args->batch, "windows per forward pass")->capture_default_str();
+  sub->add_option("--max-windows", args->max_windows,
+                  "score only the first N windows of the split (0 = all); a quick, comparable "
+                  "prefix of the whole-split number")
+      ->capture_default_str();
   sub->add_option("--ref", args->ref_file, "safetensors with input_ids [B,T] and logits [B,T,V]");
   sub->add_option("--mode", args->mode, "with --ref: prefill | step | both")->capture_default_str();
   sub->add_option("-t,--threads", args->threads, "threads (0 = all cores)")->capture_default_str();

@@ -304,6 +304,8 @@ struct SchemeCase {
   double f32_ppl;    // measured on the same windows (pins the float path too)
   double quant_ppl;  // measured
   double max_rel_increase;  // the target of the issue
+  // Sanitizer builds: the same, measured on the first 4 windows.
+  double quick_f32_ppl, quick_quant_ppl;
 };
 
 void PrintTo(const SchemeCase& c, std::ostream* os) { *os << c.fixture << " " << c.scheme; }
@@ -316,12 +318,17 @@ class QuantEndToEnd : public ::testing::TestWithParam<SchemeCase> {};
 
 // Converts the fixture with the recipe, writes and reloads the .ssmq (the
 // runtime then executes the q8/q4 tensors in place) and compares perplexity
-// with the f32 model on the first 24 val windows (6144 tokens, ~14% of val,
-// to keep the test fast; the full-val numbers are in the report and pinned
-// by nothing here).
+// with the f32 model on the first 24 val windows (24 x 255 = 6,120 scored
+// tokens, ~14% of val, to keep the test fast; the full-val numbers below are
+// pinned by nothing here).
 TEST_P(QuantEndToEnd, PerplexityWithinTarget) {
   const SchemeCase c = GetParam();
-  constexpr int64_t kWindows = 24;
+  // Under the sanitizers (5-20x slower: 24 windows cost ~70 s per case) the
+  // first 4 windows (1,020 scored tokens) against values pinned for those;
+  // the targets are stated for the 24 windows (on 4, mamba2 w4a16 measures
+  // +3.74% against its 3% target; +2.58% on 24).
+  const bool heavy = testing::HeavyTestsEnabled();
+  const int64_t kWindows = heavy ? 24 : 4;
   auto model = ImportHfDirectory(FixtureModelDir(c.fixture));
   ASSERT_TRUE(model.ok()) << model.status().ToString();
   ASSERT_TRUE(CastFloatTensors(*model, TensorType::kF32).ok());
@@ -345,20 +352,25 @@ TEST_P(QuantEndToEnd, PerplexityWithinTarget) {
   std::printf("[%s %s] f32 %.4f  quant %.4f  (%+.3f%%)  file %.2f MiB\n", c.fixture.c_str(),
               c.scheme.c_str(), f32, quant, 100 * rel,
               std::filesystem::file_size(path) / 1048576.0);
-  EXPECT_NEAR(f32, c.f32_ppl, 1e-3 * c.f32_ppl);
-  EXPECT_NEAR(quant, c.quant_ppl, 2e-3 * c.quant_ppl);
-  EXPECT_LE(rel, c.max_rel_increase);
+  const double want_f32 = heavy ? c.f32_ppl : c.quick_f32_ppl;
+  const double want_quant = heavy ? c.quant_ppl : c.quick_quant_ppl;
+  EXPECT_NEAR(f32, want_f32, 1e-3 * want_f32);
+  EXPECT_NEAR(quant, want_quant, 2e-3 * want_quant);
+  if (heavy) {
+    EXPECT_LE(rel, c.max_rel_increase);
+  }
 }
 
 INSTANTIATE_TEST_SUITE_P(
     Fixtures, QuantEndToEnd,
-    // Measured (first 24 val windows; x86-64 AVX2, 2 threads). Full val, same
-    // recipe: mamba1 f32 72.2794, w8a16 72.3163 (+0.05%), w4a16 73.3218 (+1.44%);
-    // mamba2 f32 73.9904, w8a16 73.9720 (-0.02%), w4a16 76.0032 (+2.72%).
-    ::testing::Values(SchemeCase{"mamba1-tiny", "w8a16", 51.1571, 51.1874, 0.005},
-                      SchemeCase{"mamba1-tiny", "w4a16", 51.1571, 51.9601, 0.03},
-                      SchemeCase{"mamba2-tiny", "w8a16", 52.6749, 52.6575, 0.005},
-                      SchemeCase{"mamba2-tiny", "w4a16", 52.6749, 54.0345, 0.03}),
+    // Measured (first 24 val windows; x86-64 AVX2, 2 threads; the first 4
+    // in the ASan build). Full val, same recipe: mamba1 f32 72.2794, w8a16
+    // 72.3163 (+0.05%), w4a16 73.3218 (+1.44%); mamba2 f32 73.9904, w8a16
+    // 73.9720 (-0.02%), w4a16 76.0032 (+2.72%).
+    ::testing::Values(SchemeCase{"mamba1-tiny", "w8a16", 51.1571, 51.1874, 0.005, 41.3260, 41.3719},
+                      SchemeCase{"mamba1-tiny", "w4a16", 51.1571, 51.9601, 0.03, 41.3260, 42.5609},
+                      SchemeCase{"mamba2-tiny", "w8a16", 52.6749, 52.6575, 0.005, 40.4393, 40.4339},
+                      SchemeCase{"mamba2-tiny", "w4a16", 52.6749, 54.0345, 0.03, 40.4393, 41.9511}),
     [](const auto& info) {
       std::string n = info.param.fixture + "_" + info.param.scheme;
       for (char& ch : n)

@@ -1,6 +1,7 @@
 #include "tests/test_util.h"
 
 #include <array>
+#include <cerrno>
 #include <cstring>
 #include <map>
 #include <cstdio>
@@ -10,6 +11,9 @@
 #include <iterator>
 #include <sstream>
 #include <stdexcept>
+#include <fcntl.h>
+#include <sys/file.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -111,6 +115,54 @@ std::vector<int32_t> ReferenceInputIds(const std::string& name) {
     out[i] = static_cast<int32_t>(v);
   }
   return out;
+}
+
+namespace {
+// <exe dir>/test_artifacts/<exe>.<mtime ns>.<size>: a new key whenever the
+// executable is relinked (any change to the code it runs).
+const std::string& SharedArtifactDir() {
+  static const std::string dir = [] {
+    const fs::path exe = fs::read_symlink("/proc/self/exe");
+    struct stat st {};
+    if (stat(exe.c_str(), &st) != 0) throw std::runtime_error("stat " + exe.string());
+    const std::string prefix = exe.filename().string() + ".";
+    const std::string key =
+        prefix + std::to_string(static_cast<long long>(st.st_mtim.tv_sec) * 1000000000LL + st.st_mtim.tv_nsec) +
+        "." + std::to_string(static_cast<long long>(st.st_size));
+    const fs::path root = exe.parent_path() / "test_artifacts";
+    fs::create_directories(root / key);
+    // The caches of earlier builds of this executable are stale: remove them.
+    std::error_code ec;
+    for (const auto& e : fs::directory_iterator(root, ec)) {
+      const std::string name = e.path().filename().string();
+      if (name != key && name.rfind(prefix, 0) == 0) fs::remove_all(e.path(), ec);
+    }
+    return (root / key).string();
+  }();
+  return dir;
+}
+}  // namespace
+
+std::string SharedArtifact(const std::string& name,
+                           const std::function<bool(const std::string& path)>& make) {
+  const std::string path = SharedArtifactDir() + "/" + name;
+  const int lock = open((path + ".lock").c_str(), O_CREAT | O_RDWR | O_CLOEXEC, 0644);
+  if (lock < 0) throw std::runtime_error("cannot open " + path + ".lock");
+  while (flock(lock, LOCK_EX) != 0) {
+    if (errno != EINTR) throw std::runtime_error("flock " + path + ".lock");
+  }
+  bool ok = fs::exists(path);
+  if (!ok) {
+    const std::string tmp = path + ".tmp." + std::to_string(getpid());
+    ok = make(tmp);
+    std::error_code ec;
+    if (ok) fs::rename(tmp, path, ec);
+    ok = ok && !ec;
+    fs::remove(tmp, ec);
+  }
+  flock(lock, LOCK_UN);
+  close(lock);
+  return ok ? path : std::string();
 }
 
 }  // namespace ssmq::testing

@@ -2,6 +2,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -32,6 +33,20 @@ const Model& FixtureModel(const std::string& name);
 
 // The reference input_ids [2][64] of fixture `name`, row-major.
 std::vector<int32_t> ReferenceInputIds(const std::string& name);
+
+// A file made once and then shared by every test process of this build of
+// the test executable. ctest runs each test case in its own process, so a
+// per-process cache does not stop two tests from calibrating the same model
+// twice; this one lives on disk, in
+//   <executable's dir>/test_artifacts/<executable>.<mtime>.<size>/<name>,
+// so a rebuilt (relinked) executable starts a fresh cache and the caches of
+// earlier builds are removed. `make(path)` writes the file and returns false
+// on failure; concurrent processes wait on a lock instead of making it twice,
+// and the file appears under its name only once complete (temp + rename).
+// Returns the path, or "" when `make` failed. Inputs other than the code
+// (fixtures, parameters) must be part of `name`.
+std::string SharedArtifact(const std::string& name,
+                           const std::function<bool(const std::string& path)>& make);
 
 }  // namespace ssmq::testing
 
