@@ -193,30 +193,13 @@ SSMQ_HOT void Mamba1ScanChannels(int64_t L, int64_t d0, int64_t d1, int64_t N, c
   // (vectorized across d, no horizontal reductions).
   constexpr int64_t kBlock = 32;
   constexpr int64_t kMaxState = 64;
-  if (L == 1) {  // decode: no time loop to amortize a transpose; vectorize over the state
 #ifdef SSMQ_HAVE_X86_KERNELS
-    if (N % 16 == 0 && CpuIsa() == KernelIsa::kAvx512) {
-      return Mamba1StepChannels512(d0, d1, N, x, dt_raw, bc, z, A, D, state, y);
-    }
-#endif
-    const float* B = bc;
-    const float* C = B + N;
-    for (int64_t d = d0; d < d1; ++d) {
-      const float dtv = Softplus(dt_raw[d]);
-      const float xv = x[d], dx = dtv * xv;  // the blocked loop's operation order
-      const float* a = A + d * N;
-      float* sd = state + d * N;
-      float acc = 0;
-#pragma omp simd reduction(+ : acc)
-      for (int64_t n = 0; n < N; ++n) {
-        const float v = FastExp(dtv * a[n]) * sd[n] + dx * B[n];
-        sd[n] = v;
-        acc += v * C[n];
-      }
-      y[d] = (acc + D[d] * xv) * Silu(z[d]);
-    }
-    return;
+  // Decode (one token): no time loop to amortize the transpose below; the
+  // AVX-512 step runs over whole state vectors. Elsewhere the loops below.
+  if (L == 1 && N % 16 == 0 && CpuIsa() == KernelIsa::kAvx512) {
+    return Mamba1StepChannels512(d0, d1, N, x, dt_raw, bc, z, A, D, state, y);
   }
+#endif
   if (N > kMaxState) {
     Mamba1ScanByChannel(L, d0, d1, N, x, x_stride, dt_raw, dt_stride, bc, bc_stride, z, z_stride,
                         A, D, state, y, y_stride);

@@ -155,13 +155,18 @@ void Mamba2StepHeadInt8(const StateQuant& sq, int64_t row0, int64_t P, const flo
     return StepHeadInt8Avx512(sq, row0, P, x, B, C, dt, FastExp(dt * A), D, codes, y);
   }
 #endif
-  // Reference: through a float copy of the head's rows (a thread's scratch).
+  // Reference: through a float copy of the head's rows (a thread's scratch,
+  // row r of the layer at h + (r - row0) * N).
   thread_local std::vector<float> rows;
   Grow(rows, static_cast<size_t>(P * N));
-  float* h = rows.data() - row0 * N;  // so that row r of the layer sits at h + r * N
-  DequantizeStateRows(sq, codes, row0, P, h);
-  Mamba2StepHead(P, N, x, B, C, dt, A, D, h + row0 * N, y);
-  QuantizeStateRows(sq, h, row0, P, codes);
+  float* h = rows.data();
+  ForEachScaleRun(sq, row0, P, [&](int64_t r, int64_t run, int64_t s) {
+    DequantizeRows(codes + r * N, sq.scales.data() + s, run, N, h + (r - row0) * N);
+  });
+  Mamba2StepHead(P, N, x, B, C, dt, A, D, h, y);
+  ForEachScaleRun(sq, row0, P, [&](int64_t r, int64_t run, int64_t s) {
+    QuantizeRows(h + (r - row0) * N, sq.inv_scales.data() + s, run, N, codes + r * N);
+  });
 }
 
 }  // namespace ssmq::rt
