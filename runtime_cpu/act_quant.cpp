@@ -159,8 +159,10 @@ float DynamicScale(bool avx2, const float* x, int64_t n) {
 }  // namespace
 
 void QuantizeActivations(const ActQuant& aq, const float* x, int64_t x_stride, int64_t rows,
-                         int64_t cols, int8_t* q, float* row_scales) {
+                         int64_t cols, int8_t* q, float* row_scales, int n_threads) {
   const bool avx2 = UseAvx2();
+  const int nt = ThreadCount(n_threads);
+#pragma omp parallel for num_threads(nt) schedule(static) if (rows > 1 && WorthThreads(4 * rows * cols, nt))
   for (int64_t t = 0; t < rows; ++t) {
     const float* xt = x + t * x_stride;
     int8_t* qt = q + t * cols;
@@ -178,9 +180,12 @@ void QuantizeActivations(const ActQuant& aq, const float* x, int64_t x_stride, i
   }
 }
 
-void FakeQuantize(const ActQuant& aq, float* x, int64_t stride, int64_t rows, int64_t cols) {
+void FakeQuantize(const ActQuant& aq, float* x, int64_t stride, int64_t rows, int64_t cols,
+                  int n_threads) {
   if (!aq.enabled()) return;
   const bool avx2 = UseAvx2();
+  const int nt = ThreadCount(n_threads);
+#pragma omp parallel for num_threads(nt) schedule(static) if (rows > 1 && WorthThreads(4 * rows * cols, nt))
   for (int64_t t = 0; t < rows; ++t) {
     float* xt = x + t * stride;
     if (aq.mode == ActQuant::Mode::kDynamicPerToken) {

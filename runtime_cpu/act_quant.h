@@ -44,12 +44,14 @@ int8_t QuantizeValue(float v);
 // Quantizes rows [rows][cols] of x (row stride x_stride) into q [rows][cols]
 // (row stride cols). row_scales[rows]: kDynamicPerToken gets each row's s_t;
 // kStatic writes 1.0f (the static scales stay in aq). aq.mode must not be kNone.
+// Rows go to n_threads OpenMP threads when worth it (the result is the same).
 void QuantizeActivations(const ActQuant& aq, const float* x, int64_t x_stride, int64_t rows,
-                         int64_t cols, int8_t* q, float* row_scales);
+                         int64_t cols, int8_t* q, float* row_scales, int n_threads = 1);
 
 // x <- x̂ in place (rows [rows][cols], row stride `stride`): the simulated path.
 // kNone leaves x unchanged.
-void FakeQuantize(const ActQuant& aq, float* x, int64_t stride, int64_t rows, int64_t cols);
+void FakeQuantize(const ActQuant& aq, float* x, int64_t stride, int64_t rows, int64_t cols,
+                  int n_threads = 1);
 
 // The block width the integer kernel accumulates in int32 before converting to
 // float: the smaller of the weight's group and the static activation group

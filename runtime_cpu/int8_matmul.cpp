@@ -593,6 +593,183 @@ SSMQ_TARGET_AVX512 void RowsAvx512(const Int8Args& a, const Int8Prep& prep, int6
   }
 }
 
+// ---------------------------------------------------------------- AVX-512 VNNI, prefill
+//
+// With many tokens the row tiles above spend most of their time on horizontal
+// sums (one per block per (row, token)). Here tokens sit in the lanes
+// instead: the call's activations are repacked once into
+//   packed[v][c / 4][16 tokens][4 columns]   (token vector v = tokens 16v..16v+15)
+// so one vpdpbusd of a token vector with a broadcast dword of a weight row (its
+// columns c..c+3) adds those four columns to 16 tokens' block sums. Nothing is
+// reduced across lanes, and the per-row terms are scalars per block:
+//   Q8: u = a + 128 (packed, biased), s = w (broadcast): isum = acc - 128 sum_block w
+//   Q4: u = code (the row unpacked once to bytes, then broadcast), s = a:
+//       isum = acc - z sum_block a   (LanePrep::asum, per token lane)
+// The block sums are exact, and each (token, row) then takes the float steps
+// of the reference in block order, so the outputs are bit-identical to it.
+// Needs cols and the block width to be multiples of 4 (else the row tiles run).
+struct LanePrep {
+  const uint8_t* packed = nullptr;      // [n_vec][cols / 4][16][4]
+  const int32_t* asum = nullptr;        // Q4: [n_vec][n_blocks][16]
+  const float* row_scales = nullptr;    // [n_vec * 16], zero past n_tokens
+  int64_t n_vec = 0, n_blocks = 0;
+};
+
+inline constexpr int64_t kLaneMinTokens = 16;  // below: the row tiles (decode, small batches)
+inline constexpr int64_t kLaneTokenBlock = 256;  // 256 x cols bytes of packed activations stay in L2
+inline constexpr int kLaneRows = 8;            // weight rows per tile (MR)
+
+inline bool LanePathApplies(const Weight& w, int64_t block, int64_t n_tokens) {
+  return n_tokens >= kLaneMinTokens && w.cols % 4 == 0 && block % 4 == 0;
+}
+
+LanePrep PrepareLanes(const Weight& w, int64_t block, const int8_t* q, const float* row_scales,
+                      int64_t n_tokens) {
+  thread_local std::vector<uint8_t> packed;
+  thread_local std::vector<int32_t> asum;
+  thread_local std::vector<float> scales;
+  const bool q4 = w.format == WeightFormat::kQ4;
+  const int64_t cols = w.cols, c4 = cols / 4;
+  LanePrep lp;
+  lp.n_vec = (n_tokens + 15) / 16;
+  lp.n_blocks = (cols + block - 1) / block;
+  Grow(packed, static_cast<size_t>(lp.n_vec * cols * 16));
+  Grow(scales, static_cast<size_t>(lp.n_vec * 16));
+  const uint8_t bias = q4 ? 0x00 : 0x80;  // Q8: a + 128 as an unsigned byte
+  for (int64_t v = 0; v < lp.n_vec; ++v) {
+    uint8_t* dst = packed.data() + v * cols * 16;
+    for (int64_t lane = 0; lane < 16; ++lane) {
+      const int64_t t = v * 16 + lane;
+      scales[v * 16 + lane] = t < n_tokens ? row_scales[t] : 0.0f;
+      const uint8_t* src = reinterpret_cast<const uint8_t*>(q + t * cols);
+      for (int64_t j = 0; j < c4; ++j) {
+        uint8_t* d = dst + j * 64 + lane * 4;
+        for (int k = 0; k < 4; ++k) d[k] = t < n_tokens ? static_cast<uint8_t>(src[4 * j + k] ^ bias) : 0;
+      }
+    }
+  }
+  if (q4) {
+    Grow(asum, static_cast<size_t>(lp.n_vec * lp.n_blocks * 16));
+    for (int64_t v = 0; v < lp.n_vec; ++v)
+      for (int64_t b = 0; b < lp.n_blocks; ++b)
+        for (int64_t lane = 0; lane < 16; ++lane) {
+          const int64_t t = v * 16 + lane;
+          int32_t sum = 0;
+          if (t < n_tokens) {
+            const int64_t c1 = std::min(cols, (b + 1) * block);
+            for (int64_t c = b * block; c < c1; ++c) sum += q[t * cols + c];
+          }
+          asum[(v * lp.n_blocks + b) * 16 + lane] = sum;
+        }
+    lp.asum = asum.data();
+  }
+  lp.packed = packed.data();
+  lp.row_scales = scales.data();
+  return lp;
+}
+
+// MR rows x NV token vectors. rows[i]: row r + i as bytes (Q8: the int8
+// codes in place; Q4: unpacked codes); corr[i * n_blocks + b]: Q8's
+// 128 sum_block w.
+template <int MR, int NV, bool kQ4>
+SSMQ_TARGET_AVX512 void LaneTile(const Int8Args& a, const LanePrep& lp,
+                                 const uint8_t* const* rows, const int32_t* corr, int64_t r,
+                                 int64_t v0) {
+  const int64_t cols = a.w->cols, B = a.block;
+  __m512 facc[MR][NV];
+  for (int i = 0; i < MR; ++i)
+    for (int j = 0; j < NV; ++j) facc[i][j] = _mm512_setzero_ps();
+  const uint8_t* act = lp.packed + v0 * cols * 16;
+  BlockWalk walk(a);
+  int64_t b = 0;
+  for (int64_t c0 = 0; c0 < cols; c0 += B, ++b) {
+    const int64_t c1 = std::min(cols, c0 + B);
+    walk.Seek(c0);
+    __m512i acc[MR][NV];
+    for (int i = 0; i < MR; ++i)
+      for (int j = 0; j < NV; ++j) acc[i][j] = _mm512_setzero_si512();
+    for (int64_t c = c0; c < c1; c += 4) {
+      __m512i av[NV];
+      for (int j = 0; j < NV; ++j) av[j] = _mm512_loadu_si512(act + j * cols * 16 + c * 16);
+      for (int i = 0; i < MR; ++i) {
+        int32_t dword;
+        std::memcpy(&dword, rows[i] + c, 4);
+        const __m512i wv = _mm512_set1_epi32(dword);
+        for (int j = 0; j < NV; ++j) {
+          acc[i][j] = kQ4 ? _mm512_dpbusd_epi32(acc[i][j], wv, av[j])
+                          : _mm512_dpbusd_epi32(acc[i][j], av[j], wv);
+        }
+      }
+    }
+    for (int i = 0; i < MR; ++i) {
+      const __m512 p = _mm512_set1_ps(walk.Scale(r + i));
+      for (int j = 0; j < NV; ++j) {
+        __m512i isum;
+        if constexpr (kQ4) {
+          const __m512i as = _mm512_loadu_si512(lp.asum + ((v0 + j) * lp.n_blocks + b) * 16);
+          isum = _mm512_sub_epi32(acc[i][j], _mm512_mullo_epi32(_mm512_set1_epi32(walk.Zero(r + i)), as));
+        } else {
+          isum = _mm512_sub_epi32(acc[i][j], _mm512_set1_epi32(corr[i * lp.n_blocks + b]));
+        }
+        facc[i][j] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum), p, facc[i][j]);
+      }
+    }
+  }
+  for (int j = 0; j < NV; ++j) {
+    const __m512 rs = _mm512_loadu_ps(lp.row_scales + (v0 + j) * 16);
+    const int64_t t0 = (v0 + j) * 16, n = std::min<int64_t>(16, a.n_tokens - t0);
+    for (int i = 0; i < MR; ++i) {
+      alignas(64) float out[16];
+      _mm512_store_ps(out, _mm512_fmadd_ps(facc[i][j], rs,
+                                           _mm512_set1_ps(a.bias ? a.bias[r + i] : 0.0f)));
+      for (int64_t k = 0; k < n; ++k) a.y[(t0 + k) * a.y_stride + r + i] = out[k];
+    }
+  }
+}
+
+// Rows [r0, r1) against every token of the call.
+template <bool kQ4>
+SSMQ_TARGET_AVX512 void LaneRows(const Int8Args& a, const LanePrep& lp, int64_t r0, int64_t r1) {
+  thread_local std::vector<uint8_t> unpacked;  // Q4: [kLaneRows][cols] codes
+  thread_local std::vector<int32_t> corr;      // Q8: [kLaneRows][n_blocks]
+  const Weight& w = *a.w;
+  const int64_t cols = w.cols, B = a.block, nb = lp.n_blocks;
+  Grow(unpacked, static_cast<size_t>(kLaneRows * cols));
+  Grow(corr, static_cast<size_t>(kLaneRows * nb));
+  for (int64_t r = r0; r < r1; r += kLaneRows) {
+    const int mr = static_cast<int>(std::min<int64_t>(kLaneRows, r1 - r));
+    const uint8_t* rows[kLaneRows];
+    for (int i = 0; i < mr; ++i) {
+      if constexpr (kQ4) {
+        const uint8_t* src = w.codes + (r + i) * (cols / 2);
+        uint8_t* dst = unpacked.data() + i * cols;
+        int64_t c = 0;
+        for (; c + 64 <= cols; c += 64) _mm512_storeu_si512(dst + c, UnpackQ4x64(src + c / 2));
+        for (; c < cols; ++c) dst[c] = Q4Get(src, c);
+        rows[i] = dst;
+      } else {
+        const int8_t* src = reinterpret_cast<const int8_t*>(w.codes) + (r + i) * cols;
+        for (int64_t b = 0; b < nb; ++b) {
+          int32_t sum = 0;
+          const int64_t c1 = std::min(cols, (b + 1) * B);
+          for (int64_t c = b * B; c < c1; ++c) sum += src[c];
+          corr[i * nb + b] = 128 * sum;
+        }
+        rows[i] = reinterpret_cast<const uint8_t*>(src);
+      }
+    }
+    if (mr == kLaneRows) {
+      int64_t v = 0;
+      for (; v + 2 <= lp.n_vec; v += 2) LaneTile<kLaneRows, 2, kQ4>(a, lp, rows, corr.data(), r, v);
+      for (; v < lp.n_vec; ++v) LaneTile<kLaneRows, 1, kQ4>(a, lp, rows, corr.data(), r, v);
+    } else {
+      for (int i = 0; i < mr; ++i)
+        for (int64_t v = 0; v < lp.n_vec; ++v)
+          LaneTile<1, 1, kQ4>(a, lp, rows + i, corr.data() + i * nb, r + i, v);
+    }
+  }
+}
+
 // The per-call preparation of the activations (see Int8Prep), into buffers
 // that grow once per thread and are then reused (no allocation per step).
 Int8Prep PrepareAvx512(const Weight& w, int64_t block, const int8_t* q, int64_t n_tokens) {
@@ -657,8 +834,8 @@ void Int8MatMulWithIsa(Int8Isa isa, const Weight& w, const Weight* bias, const A
                        const int8_t* q, const float* row_scales, int64_t n_tokens, float* y,
                        int64_t y_stride, int n_threads) {
   // Token blocks and row chunks exactly as MatMul (weight.cpp): a block's
-  // activations (<= 64 x cols bytes) stay in cache while each weight row
-  // streams past them once.
+  // activations (<= 64 x cols bytes; the prefill lane path: 256) stay in
+  // cache while each weight row streams past them once.
   constexpr int64_t kTokenBlock = 64;
   constexpr int64_t kRowChunk = 16;
   const int64_t block = Int8BlockWidth(w, aq);
@@ -672,14 +849,32 @@ void Int8MatMulWithIsa(Int8Isa isa, const Weight& w, const Weight* bias, const A
   const float* b = bias && bias->present() ? bias->f32 : nullptr;
   const int64_t n_chunks = (w.rows + kRowChunk - 1) / kRowChunk;
   const int nt = ThreadCount(n_threads);
-  for (int64_t t0 = 0; t0 < n_tokens; t0 += kTokenBlock) {
-    const int64_t tn = std::min(kTokenBlock, n_tokens - t0);
+  for (int64_t t0 = 0; t0 < n_tokens;) {
+#ifdef SSMQ_HAVE_AVX2_KERNELS
+    const bool lanes = isa == Int8Isa::kAvx512Vnni && LanePathApplies(w, block, n_tokens - t0);
+#else
+    const bool lanes = false;
+#endif
+    const int64_t tn = std::min(lanes ? kLaneTokenBlock : kTokenBlock, n_tokens - t0);
     const Int8Args args{&w, &aq, block, w.groups_per_row(), q + t0 * w.cols, row_scales + t0, b, tn,
                         y + t0 * y_stride, y_stride};
+    t0 += tn;
 #ifdef SSMQ_HAVE_AVX2_KERNELS
+    const bool q4 = w.format == WeightFormat::kQ4;
+    if (lanes) {  // tokens in lanes; row chunks of four 8-row tiles
+      const LanePrep lp = PrepareLanes(w, block, args.q, args.row_scales, tn);
+      constexpr int64_t kLaneChunk = 4 * kLaneRows;
+      const int64_t lane_chunks = (w.rows + kLaneChunk - 1) / kLaneChunk;
+#pragma omp parallel for num_threads(nt) schedule(static) if (lane_chunks > 1 && WorthThreads(tn * w.rows * w.cols, nt))
+      for (int64_t ch = 0; ch < lane_chunks; ++ch) {
+        const int64_t r0 = ch * kLaneChunk, r1 = std::min(w.rows, r0 + kLaneChunk);
+        if (q4) LaneRows<true>(args, lp, r0, r1);
+        else LaneRows<false>(args, lp, r0, r1);
+      }
+      continue;
+    }
     if (isa == Int8Isa::kAvx512Vnni) {
       const Int8Prep prep = PrepareAvx512(w, block, args.q, tn);
-      const bool q4 = w.format == WeightFormat::kQ4;
 #pragma omp parallel for num_threads(nt) schedule(static) if (n_chunks > 1 && WorthThreads(tn * w.rows * w.cols, nt))
       for (int64_t ch = 0; ch < n_chunks; ++ch) {
         const int64_t r0 = ch * kRowChunk, r1 = std::min(w.rows, r0 + kRowChunk);

@@ -87,13 +87,43 @@ SSMQ_HOT void CausalConvSilu(const float* src, int64_t src_stride, int64_t L, in
       out[t * out_stride + c] = Silu(acc);
     }
   }
-  for (int64_t t = warm; t < L; ++t) {
-    const float* base = src + (t - hist) * src_stride;
-    float* o = out + t * out_stride;
-    for (int64_t c = c0; c < c1; ++c) {
-      float acc = bias ? bias[c] : 0.0f;
-      for (int64_t k = 0; k < K; ++k) acc += w[c * K + k] * base[k * src_stride + c];
-      o[c] = Silu(acc);
+  // The rest: taps transposed to [k][channel] for a block of channels so the
+  // inner loops run over contiguous channels; SiLU in its own pass.
+  constexpr int64_t kBlock = 64;
+  constexpr int64_t kMaxTaps = 8;
+  if (K <= kMaxTaps) {
+    alignas(64) float wt[kMaxTaps][kBlock];
+    alignas(64) float b0[kBlock];
+    for (int64_t cb = c0; cb < c1; cb += kBlock) {
+      const int64_t n = std::min(kBlock, c1 - cb);
+      for (int64_t j = 0; j < n; ++j) {
+        for (int64_t k = 0; k < K; ++k) wt[k][j] = w[(cb + j) * K + k];
+        b0[j] = bias ? bias[cb + j] : 0.0f;
+      }
+      for (int64_t t = warm; t < L; ++t) {
+        const float* base = src + (t - hist) * src_stride + cb;
+        float* o = out + t * out_stride + cb;
+#pragma omp simd
+        for (int64_t j = 0; j < n; ++j) o[j] = b0[j];
+        for (int64_t k = 0; k < K; ++k) {
+          const float* xk = base + k * src_stride;
+          const float* wk = wt[k];
+#pragma omp simd
+          for (int64_t j = 0; j < n; ++j) o[j] += wk[j] * xk[j];
+        }
+#pragma omp simd
+        for (int64_t j = 0; j < n; ++j) o[j] = Silu(o[j]);
+      }
+    }
+  } else {
+    for (int64_t t = warm; t < L; ++t) {
+      const float* base = src + (t - hist) * src_stride;
+      float* o = out + t * out_stride;
+      for (int64_t c = c0; c < c1; ++c) {
+        float acc = bias ? bias[c] : 0.0f;
+        for (int64_t k = 0; k < K; ++k) acc += w[c * K + k] * base[k * src_stride + c];
+        o[c] = Silu(acc);
+      }
     }
   }
   // New state: the last K-1 inputs. Ascending j reads state[L + j] (> j) before it is overwritten.

@@ -26,7 +26,7 @@ void Runtime::Impl::Mamba1Mixer(int l, int64_t batch, int64_t seq_len, float* co
     Observe(ObsSite::kInProjX, l, s.proj.data(), T, di, ipd);
     Observe(ObsSite::kInProjZ, l, s.proj.data() + di, T, di, ipd);
   }
-  rt::FakeQuantize(act[ActSite::kInProjOutput], s.proj.data(), ipd, T, ipd);
+  rt::FakeQuantize(act[ActSite::kInProjOutput], s.proj.data(), ipd, T, ipd, n_threads);
 
   // Channel blocks small enough to spread over threads, big enough to vectorize.
   constexpr int64_t kChannelBlock = 64;
@@ -43,14 +43,14 @@ void Runtime::Impl::Mamba1Mixer(int l, int64_t batch, int64_t seq_len, float* co
 
   Observe(ObsSite::kConvOutX, l, s.conv_out.data(), T, di, di);
   // The SSM input x on its int8 grid (the scan reads x̂); x_proj re-quantizes x̂ exactly.
-  rt::FakeQuantize(act[ActSite::kConvOutput], s.conv_out.data(), di, T, di);
+  rt::FakeQuantize(act[ActSite::kConvOutput], s.conv_out.data(), di, T, di, n_threads);
   MatMulAct(w.x_proj, nullptr, act[ActSite::kConvOutput], s.conv_out.data(), di, T, s.dbc.data(),
             dbc_dim);
   Observe(ObsSite::kXProjOutput, l, s.dbc.data(), T, dbc_dim, dbc_dim);
-  rt::FakeQuantize(act[ActSite::kXProjOutput], s.dbc.data(), dbc_dim, T, dbc_dim);
+  rt::FakeQuantize(act[ActSite::kXProjOutput], s.dbc.data(), dbc_dim, T, dbc_dim, n_threads);
   MatMulAct(w.dt_proj, &w.dt_bias, act.dt_proj_input, s.dbc.data(), dbc_dim, T, s.dt.data(), di);
   Observe(ObsSite::kDtProjOutput, l, s.dt.data(), T, di, di);
-  rt::FakeQuantize(act[ActSite::kDtProjOutput], s.dt.data(), di, T, di);
+  rt::FakeQuantize(act[ActSite::kDtProjOutput], s.dt.data(), di, T, di, n_threads);
   // softplus(dt) happens inside the scan. Each state element costs an exp and
   // a handful of flops (~32 multiply-add equivalents): at decode a 2048 x 16
   // state is worth two threads.

@@ -34,7 +34,7 @@ void Runtime::Impl::Mamba2Mixer(int l, int64_t batch, int64_t seq_len, float* co
     Observe(ObsSite::kInProjC, l, s.proj.data() + 2 * di + gn, T, gn, ipd);
     Observe(ObsSite::kInProjDt, l, s.proj.data() + 2 * di + 2 * gn, T, H, ipd);
   }
-  rt::FakeQuantize(act[ActSite::kInProjOutput], s.proj.data(), ipd, T, ipd);
+  rt::FakeQuantize(act[ActSite::kInProjOutput], s.proj.data(), ipd, T, ipd, n_threads);
 
   constexpr int64_t kChannelBlock = 64;
   const int64_t n_blocks = (cd + kChannelBlock - 1) / kChannelBlock;
@@ -54,7 +54,8 @@ void Runtime::Impl::Mamba2Mixer(int l, int64_t batch, int64_t seq_len, float* co
     Observe(ObsSite::kConvOutB, l, s.conv_out.data() + di, T, G * N, cd);
     Observe(ObsSite::kConvOutC, l, s.conv_out.data() + di + G * N, T, G * N, cd);
   }
-  rt::FakeQuantize(act[ActSite::kConvOutput], s.conv_out.data(), cd, T, cd);  // x, B, C on their grids
+  // x, B, C on their grids
+  rt::FakeQuantize(act[ActSite::kConvOutput], s.conv_out.data(), cd, T, cd, n_threads);
 
   const bool clamp = !(hp.dt_limit_min == 0.0 && std::isinf(hp.dt_limit_max) &&
                        hp.dt_limit_max > 0);

@@ -283,12 +283,12 @@ void Runtime::Impl::OutProjInputTransform(int l, float* y, int64_t T) {
 void Runtime::Impl::MatMulAct(const rt::Weight& w, const rt::Weight* bias, const rt::ActQuant& aq,
                               float* x, int64_t x_stride, int64_t T, float* y, int64_t y_stride) {
   if (aq.enabled() && (simulate_act_quant || !w.quantized())) {
-    rt::FakeQuantize(aq, x, x_stride, T, w.cols);
+    rt::FakeQuantize(aq, x, x_stride, T, w.cols, n_threads);
   } else if (aq.enabled()) {
     rt::Grow(scratch.act_codes, static_cast<size_t>(T * w.cols));
     rt::Grow(scratch.act_row_scales, static_cast<size_t>(T));
     rt::QuantizeActivations(aq, x, x_stride, T, w.cols, scratch.act_codes.data(),
-                            scratch.act_row_scales.data());
+                            scratch.act_row_scales.data(), n_threads);
     rt::Int8MatMul(w, bias, aq, scratch.act_codes.data(), scratch.act_row_scales.data(), T, y,
                    y_stride, n_threads);
     return;
