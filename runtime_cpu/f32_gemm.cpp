@@ -125,9 +125,148 @@ SSMQ_TARGET_AVX512 void F32RowsAvx512(const float* w, int64_t cols, int64_t rows
   }
 }
 
+// One tile of kF32TileTokens packed tokens against a whole panel:
+// acc[k][h] = rows 16h..16h+15 of token k. Stores the first n_valid tokens.
+SSMQ_TARGET_AVX512 void PanelTile(const float* panel, int64_t cols, int64_t rows,
+                                  const float* bias, const float* xt, int64_t n_valid, float* y,
+                                  int64_t y_stride) {
+  constexpr int NT = kF32TileTokens;
+  // Columns in blocks of kSpan, each summed from zero and then added to the
+  // total: one long chain of 2048 additions per output would round several
+  // times worse than the row-tile kernel's 16 lanes of 128 (the decode path),
+  // and prefill and decode are checked against each other.
+  constexpr int64_t kSpan = 128;
+  __m512 total[NT][2];
+  for (int k = 0; k < NT; ++k) total[k][0] = total[k][1] = _mm512_setzero_ps();
+  for (int64_t c0 = 0; c0 < cols; c0 += kSpan) {
+    const int64_t c1 = std::min(cols, c0 + kSpan);
+    __m512 acc[NT][2];
+    for (int k = 0; k < NT; ++k) acc[k][0] = acc[k][1] = _mm512_setzero_ps();
+    for (int64_t c = c0; c < c1; ++c) {
+      const __m512 w0 = _mm512_loadu_ps(panel + c * kF32PanelRows);
+      const __m512 w1 = _mm512_loadu_ps(panel + c * kF32PanelRows + 16);
+      const float* xc = xt + c * NT;
+      for (int k = 0; k < NT; ++k) {
+        const __m512 xv = _mm512_set1_ps(xc[k]);
+        acc[k][0] = _mm512_fmadd_ps(w0, xv, acc[k][0]);
+        acc[k][1] = _mm512_fmadd_ps(w1, xv, acc[k][1]);
+      }
+    }
+    for (int k = 0; k < NT; ++k) {
+      total[k][0] = _mm512_add_ps(total[k][0], acc[k][0]);
+      total[k][1] = _mm512_add_ps(total[k][1], acc[k][1]);
+    }
+  }
+  __m512 (&acc)[NT][2] = total;
+  const __mmask16 m0 = static_cast<__mmask16>(rows >= 16 ? 0xFFFF : (1u << rows) - 1);
+  const __mmask16 m1 =
+      static_cast<__mmask16>(rows >= 32 ? 0xFFFF : rows <= 16 ? 0 : (1u << (rows - 16)) - 1);
+  const __m512 b0 = bias ? _mm512_maskz_loadu_ps(m0, bias) : _mm512_setzero_ps();
+  const __m512 b1 = bias ? _mm512_maskz_loadu_ps(m1, bias + 16) : _mm512_setzero_ps();
+  for (int k = 0; k < NT && k < n_valid; ++k) {
+    _mm512_mask_storeu_ps(y + k * y_stride, m0, _mm512_add_ps(acc[k][0], b0));
+    _mm512_mask_storeu_ps(y + k * y_stride + 16, m1, _mm512_add_ps(acc[k][1], b1));
+  }
+}
+
 #endif  // SSMQ_HAVE_X86_KERNELS
 
 }  // namespace
+
+namespace {
+
+void PackPanelColumns(const float* w, int64_t cols, int64_t rows, int64_t c0, int64_t c1,
+                      float* panel) {
+  for (int64_t r = 0; r < rows; ++r) {
+    const float* src = w + r * cols;
+    for (int64_t c = c0; c < c1; ++c) panel[c * kF32PanelRows + r] = src[c];
+  }
+  for (int64_t c = c0; c < c1; ++c)
+    for (int64_t r = rows; r < kF32PanelRows; ++r) panel[c * kF32PanelRows + r] = 0.0f;
+}
+
+#ifdef SSMQ_HAVE_X86_KERNELS
+// in[i] = row i (16 floats) -> out[j] = column j, in three shuffle stages:
+// pairs within 128-bit lanes, quads within lanes, then lanes across vectors.
+SSMQ_TARGET_AVX512 inline void Transpose16x16(const __m512 (&in)[16], __m512 (&out)[16]) {
+  __m512 t[16], u[16];
+  for (int i = 0; i < 8; ++i) {
+    t[2 * i] = _mm512_unpacklo_ps(in[2 * i], in[2 * i + 1]);
+    t[2 * i + 1] = _mm512_unpackhi_ps(in[2 * i], in[2 * i + 1]);
+  }
+  for (int q = 0; q < 4; ++q) {  // rows 4q..4q+3 at column 4L + k of lane L
+    const __m512 lo0 = t[4 * q], hi0 = t[4 * q + 1], lo1 = t[4 * q + 2], hi1 = t[4 * q + 3];
+    u[4 * q + 0] = _mm512_shuffle_ps(lo0, lo1, 0x44);
+    u[4 * q + 1] = _mm512_shuffle_ps(lo0, lo1, 0xEE);
+    u[4 * q + 2] = _mm512_shuffle_ps(hi0, hi1, 0x44);
+    u[4 * q + 3] = _mm512_shuffle_ps(hi0, hi1, 0xEE);
+  }
+  for (int k = 0; k < 4; ++k) {
+    const __m512 v02 = _mm512_shuffle_f32x4(u[k], u[4 + k], 0x88);   // lanes 0, 2
+    const __m512 v13 = _mm512_shuffle_f32x4(u[k], u[4 + k], 0xDD);   // lanes 1, 3
+    const __m512 w02 = _mm512_shuffle_f32x4(u[8 + k], u[12 + k], 0x88);
+    const __m512 w13 = _mm512_shuffle_f32x4(u[8 + k], u[12 + k], 0xDD);
+    out[0 + k] = _mm512_shuffle_f32x4(v02, w02, 0x88);
+    out[8 + k] = _mm512_shuffle_f32x4(v02, w02, 0xDD);
+    out[4 + k] = _mm512_shuffle_f32x4(v13, w13, 0x88);
+    out[12 + k] = _mm512_shuffle_f32x4(v13, w13, 0xDD);
+  }
+}
+
+SSMQ_TARGET_AVX512 void PackPanelAvx512(const float* w, int64_t cols, int64_t rows,
+                                        float* panel) {
+  int64_t c0 = 0;
+  for (; c0 + 16 <= cols; c0 += 16) {
+    for (int64_t h = 0; h < kF32PanelRows; h += 16) {
+      __m512 in[16], out[16];
+      for (int i = 0; i < 16; ++i)
+        in[i] = h + i < rows ? _mm512_loadu_ps(w + (h + i) * cols + c0) : _mm512_setzero_ps();
+      Transpose16x16(in, out);
+      for (int j = 0; j < 16; ++j) _mm512_storeu_ps(panel + (c0 + j) * kF32PanelRows + h, out[j]);
+    }
+  }
+  if (c0 < cols) PackPanelColumns(w, cols, rows, c0, cols, panel);
+}
+#endif
+
+}  // namespace
+
+void F32PackPanel(const float* w, int64_t cols, int64_t rows, float* panel) {
+#ifdef SSMQ_HAVE_X86_KERNELS
+  if (CpuIsa() == KernelIsa::kAvx512) return PackPanelAvx512(w, cols, rows, panel);
+#endif
+  // 16 columns at a time, each row's 16 floats (one cache line) read in one
+  // go: going down a column instead reads 32 rows that are often a multiple
+  // of 4 KiB apart, which share one L1 set and evict each other.
+  for (int64_t c0 = 0; c0 < cols; c0 += 16)
+    PackPanelColumns(w, cols, rows, c0, std::min(cols, c0 + 16), panel);
+}
+
+void F32PackTokens(const float* x, int64_t x_stride, int64_t n_tokens, int64_t cols, float* xp) {
+  constexpr int64_t NT = kF32TileTokens;
+  for (int64_t t0 = 0; t0 < n_tokens; t0 += NT) {
+    float* tile = xp + t0 * cols;  // (t0 / NT) tiles of cols * NT floats before it
+    for (int64_t k = 0; k < NT; ++k) {
+      if (t0 + k < n_tokens) {
+        const float* src = x + (t0 + k) * x_stride;
+        for (int64_t c = 0; c < cols; ++c) tile[c * NT + k] = src[c];
+      } else {
+        for (int64_t c = 0; c < cols; ++c) tile[c * NT + k] = 0.0f;
+      }
+    }
+  }
+}
+
+void F32PanelTokens(const float* panel, int64_t cols, int64_t rows, const float* bias,
+                    const float* xp, int64_t n_tokens, float* y, int64_t y_stride) {
+#ifdef SSMQ_HAVE_X86_KERNELS
+  for (int64_t t0 = 0; t0 < n_tokens; t0 += kF32TileTokens)
+    PanelTile(panel, cols, rows, bias, xp + t0 * cols, n_tokens - t0, y + t0 * y_stride, y_stride);
+#else
+  (void)panel, (void)cols, (void)rows, (void)bias, (void)xp, (void)n_tokens, (void)y;
+  (void)y_stride;
+#endif
+}
 
 F32RowsKernel F32Kernel(KernelIsa isa) {
 #ifdef SSMQ_HAVE_X86_KERNELS

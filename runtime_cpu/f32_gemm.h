@@ -21,4 +21,23 @@ using F32RowsKernel = void (*)(const float* w, int64_t cols, int64_t rows, const
 // register tiles of 16-float vectors with masked column tails.
 F32RowsKernel F32Kernel(KernelIsa isa);
 
+// Prefill (many tokens), AVX-512 only: the same product for one panel of at
+// most kF32PanelRows weight rows, packed first by F32PackPanel into
+//   panel[c][kF32PanelRows]   (rows in the lanes, zero rows past `rows`),
+// against the tokens packed once per call by F32PackTokens into
+//   xp[tile][c][kF32TileTokens]   (tile = 12 tokens; zeros past n_tokens,
+//                                  so xp holds round_up(n_tokens, 12) * cols floats).
+// One 16-float vector of the panel times one broadcast activation adds a
+// column to 16 rows of a token: 2 vectors x 12 tokens = 24 accumulators per
+// column, no horizontal sums, each token's 32 outputs contiguous. (The
+// row-tile kernel above reloads 4 rows and 4 tokens for every 16 FMAs and is
+// L2-bound at prefill. Packing the tokens matters too: token rows a multiple
+// of 4 KiB apart share one L1 set.)
+inline constexpr int64_t kF32PanelRows = 32;
+inline constexpr int64_t kF32TileTokens = 12;
+void F32PackPanel(const float* w, int64_t cols, int64_t rows, float* panel);
+void F32PackTokens(const float* x, int64_t x_stride, int64_t n_tokens, int64_t cols, float* xp);
+void F32PanelTokens(const float* panel, int64_t cols, int64_t rows, const float* bias,
+                    const float* xp, int64_t n_tokens, float* y, int64_t y_stride);
+
 }  // namespace ssmq::rt

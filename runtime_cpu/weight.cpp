@@ -168,12 +168,46 @@ void MatMul(const Weight& w, const Weight* bias, const float* x, int64_t x_strid
   // once (16 rows x cols floats, in L2) and the f32 kernel runs on it:
   // conversion is then paid once per block, not once per 4-token tile.
   constexpr int64_t kExpandMinTokens = 8;
+  // AVX-512 from this many tokens on: the panel kernel (f32_gemm.h).
+  constexpr int64_t kPanelMinTokens = 16;
   const float* b = bias && bias->present() ? bias->f32 : nullptr;
   const int64_t n_chunks = (w.rows + kRowChunk - 1) / kRowChunk;
   const int nt = ThreadCount(n_threads);
   const KernelIsa isa = BestKernelIsa();
   const QuantRowsKernel direct = QuantKernel(w.format, isa);
   const F32RowsKernel f32_rows = F32Kernel(isa);
+  if (isa == KernelIsa::kAvx512 && n_tokens >= kPanelMinTokens) {
+    // Prefill: each 32-row panel is converted to f32 and packed once
+    // (F32PackPanel), then every token runs against it.
+    const int64_t n_panels = (w.rows + kF32PanelRows - 1) / kF32PanelRows;
+    thread_local std::vector<float> packed_x;
+    const int64_t padded = (n_tokens + kF32TileTokens - 1) / kF32TileTokens * kF32TileTokens;
+    Grow(packed_x, static_cast<size_t>(padded * w.cols));
+    float* xp = packed_x.data();
+#pragma omp parallel for num_threads(nt) schedule(static) if (WorthThreads(n_tokens * w.cols, nt))
+    for (int64_t t0 = 0; t0 < n_tokens; t0 += kF32TileTokens) {
+      F32PackTokens(x + t0 * x_stride, x_stride, std::min(kF32TileTokens, n_tokens - t0), w.cols,
+                    xp + t0 * w.cols);
+    }
+#pragma omp parallel for num_threads(nt) schedule(static) if (n_panels > 1 && WorthThreads(n_tokens * w.rows * w.cols, nt))
+    for (int64_t p = 0; p < n_panels; ++p) {
+      thread_local std::vector<float> rows_f32, panel;  // grown once per thread, then reused
+      const int64_t r0 = p * kF32PanelRows, r1 = std::min(w.rows, r0 + kF32PanelRows);
+      const float* src;
+      if (direct) {
+        Grow(rows_f32, static_cast<size_t>(kF32PanelRows * w.cols));
+        DequantizeRows(w, r0, r1, rows_f32.data(), isa);
+        src = rows_f32.data();
+      } else {
+        src = w.f32 + r0 * w.cols;
+      }
+      Grow(panel, static_cast<size_t>(kF32PanelRows * w.cols));
+      F32PackPanel(src, w.cols, r1 - r0, panel.data());
+      F32PanelTokens(panel.data(), w.cols, r1 - r0, b ? b + r0 : nullptr, xp, n_tokens, y + r0,
+                     y_stride);
+    }
+    return;
+  }
   for (int64_t t0 = 0; t0 < n_tokens; t0 += kTokenBlock) {
     const int64_t tn = std::min(kTokenBlock, n_tokens - t0);
     const float* xb = x + t0 * x_stride;

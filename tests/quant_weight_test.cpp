@@ -212,6 +212,41 @@ TEST(F32Kernels, Avx512MatchesReference) {
   }
 }
 
+// The prefill panel kernel: packing is an exact transpose (zero rows past the
+// panel's end), and the product matches the reference kernel (rows not a
+// multiple of 16 or 32, column tails, token counts not a multiple of the tile).
+TEST(F32Kernels, PanelMatchesReference) {
+  if (rt::BestKernelIsa() < rt::KernelIsa::kAvx512) GTEST_SKIP() << "no AVX-512";
+  for (auto [rows, cols, tokens] : {std::tuple<int64_t, int64_t, int64_t>{32, 768, 70},
+                                    {21, 45, 17}, {7, 100, 5}, {32, 16, 12}, {17, 1024, 29}}) {
+    const auto w = RandomVector(rows * cols, 41);
+    const auto x = RandomVector(tokens * cols, 42);
+    const auto bias = RandomVector(rows, 43);
+    std::vector<float> panel(rt::kF32PanelRows * cols, -1.0f);
+    rt::F32PackPanel(w.data(), cols, rows, panel.data());
+    for (int64_t c = 0; c < cols; ++c)
+      for (int64_t r = 0; r < rt::kF32PanelRows; ++r)
+        ASSERT_EQ(panel[c * rt::kF32PanelRows + r], r < rows ? w[r * cols + c] : 0.0f)
+            << "c " << c << " r " << r;
+    const int64_t ys = rows + 3;  // strided output: the padding must stay untouched
+    std::vector<float> want(tokens * ys, -1.0f), got(tokens * ys, -1.0f);
+    rt::F32Kernel(rt::KernelIsa::kScalar)(w.data(), cols, rows, bias.data(), x.data(), cols,
+                                          tokens, want.data(), ys);
+    const int64_t tiles = (tokens + rt::kF32TileTokens - 1) / rt::kF32TileTokens;
+    std::vector<float> xp(tiles * rt::kF32TileTokens * cols, -1.0f);
+    rt::F32PackTokens(x.data(), cols, tokens, cols, xp.data());
+    rt::F32PanelTokens(panel.data(), cols, rows, bias.data(), xp.data(), tokens, got.data(), ys);
+    double scale = 0, worst = 0;
+    for (size_t i = 0; i < want.size(); ++i) {
+      scale = std::max(scale, double(std::fabs(want[i])));
+      worst = std::max(worst, double(std::fabs(got[i] - want[i])));
+    }
+    EXPECT_LE(worst, 2e-6 * scale * std::sqrt(double(cols))) << rows << "x" << cols;
+    for (int64_t t = 0; t < tokens; ++t)
+      for (int64_t r = rows; r < ys; ++r) ASSERT_EQ(got[t * ys + r], -1.0f);
+  }
+}
+
 INSTANTIATE_TEST_SUITE_P(
     Shapes, QuantKernels,
     ::testing::Values(KernelCase{37, 768, false, 0, false},   // q8 per channel

@@ -330,15 +330,22 @@ TEST_P(RuntimeFixture, StepByStepMatchesReferenceAndPrefill) {
   ASSERT_TRUE(f.rt->Prefill(f.input_ids, 2, 64, pstate, prefilled).ok());
   const float vs_prefill = MaxAbsDiff(stepped.data(), prefilled.data(), stepped.size());
   const float state_diff = MaxAbsDiff(state.ssm.data(), pstate.ssm.data(), state.ssm.size());
-  std::printf("[%s] step: max_abs_diff %.3g, top1 %.4f; vs prefill %.3g (ssm state %.3g)\n",
-              GetParam().c_str(), c.max_abs_diff, c.top1_agreement, vs_prefill, state_diff);
+  float state_max = 0;
+  for (float v : pstate.ssm) state_max = std::max(state_max, std::fabs(v));
+  std::printf("[%s] step: max_abs_diff %.3g, top1 %.4f; vs prefill %.3g (ssm state %.3g of max "
+              "|s| %.3g)\n",
+              GetParam().c_str(), c.max_abs_diff, c.top1_agreement, vs_prefill, state_diff,
+              state_max);
   EXPECT_LE(c.max_abs_diff, 1e-3);
   EXPECT_EQ(c.top1_agreement, 1.0);
   EXPECT_LE(vs_prefill, 1e-4);
   // Conv inputs of deeper layers come from the previous layer's output, so
   // the two paths agree to rounding there too.
   EXPECT_LE(MaxAbsDiff(state.conv.data(), pstate.conv.data(), state.conv.size()), 1e-4);
-  EXPECT_LE(state_diff, 1e-4);
+  // The state is compared relative to its largest value (mamba1-tiny's
+  // reaches |s| = 121, where one fp32 ulp is 7.6e-6): 4e-6 of it is ~30 ulps
+  // there. Measured: 1.2e-4 of 121 (mamba1-tiny), 2.5e-5 of 17.9 (mamba2-tiny).
+  EXPECT_LE(state_diff, 4e-6 * state_max);
 }
 
 // PrefillLast (pieces of kPrefillPiece tokens, last-position logits only)
