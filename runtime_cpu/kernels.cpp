@@ -55,12 +55,24 @@ void GatedRmsNormRows(const float* y, int64_t y_stride, const float* z, int64_t 
   }
 }
 
+#ifdef SSMQ_HAVE_X86_KERNELS
+namespace {
+int64_t ConvStep4Avx512(const float* x, int64_t c0, int64_t c1, const float* w,
+                        const float* bias, float* state, float* out);
+}  // namespace
+#endif
+
 SSMQ_HOT void CausalConvSilu(const float* src, int64_t src_stride, int64_t L, int64_t c0,
                              int64_t c1, int64_t K, const float* w, const float* bias,
                              float* state, float* out, int64_t out_stride) {
   const int64_t hist = K - 1;
   if (L == 1) {  // decode: one token, every tap but the last from the state
-    for (int64_t c = c0; c < c1; ++c) {
+    int64_t c_done = c0;
+#ifdef SSMQ_HAVE_X86_KERNELS
+    if (K == 4 && CpuIsa() == KernelIsa::kAvx512)
+      c_done = ConvStep4Avx512(src, c0, c1, w, bias, state, out);
+#endif
+    for (int64_t c = c_done; c < c1; ++c) {
       const float* wc = w + c * K;
       float* sc = state + c * hist;
       const float x = src[c];
@@ -70,9 +82,9 @@ SSMQ_HOT void CausalConvSilu(const float* src, int64_t src_stride, int64_t L, in
       for (int64_t j = 0; j + 1 < hist; ++j) sc[j] = sc[j + 1];
       if (hist > 0) sc[hist - 1] = x;
     }
-    float* o = out + c0;
+    float* o = out + c_done;
 #pragma omp simd
-    for (int64_t c = 0; c < c1 - c0; ++c) o[c] = Silu(o[c]);  // a separate pass: vectorizes
+    for (int64_t c = 0; c < c1 - c_done; ++c) o[c] = Silu(o[c]);  // a separate pass: vectorizes
     return;
   }
   // Input at time tau (may be negative: then from the state).
@@ -182,6 +194,66 @@ SSMQ_TARGET_AVX512 inline __m512 FastExp512(__m512 x) {
       _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_add_epi32(ni, _mm512_set1_epi32(127)), 23));
   const __mmask16 under = _mm512_cmp_ps_mask(x, k_min, _CMP_LT_OQ);
   return _mm512_maskz_mul_ps(static_cast<__mmask16>(~under), p, scale);
+}
+
+// The decode conv for d_conv = 4 (every Mamba checkpoint), 16 channels at a
+// time: the taps [c][4] and the state [c][3] are de-interleaved in registers
+// (two vpermt2ps each) so the four taps are four FMAs over 16 channels, and the
+// shifted state is interleaved back the same way. Same order of operations as
+// the scalar loop (bias, three state taps, then the new input). Returns the
+// first channel left for the scalar loop.
+SSMQ_TARGET_AVX512 int64_t ConvStep4Avx512(const float* x, int64_t c0, int64_t c1,
+                                           const float* w, const float* bias, float* state,
+                                           float* out) {
+  alignas(64) int32_t wlo[4][16], slo[3][16], shi[3][16], ilo[3][16], ihi[3][16];
+  for (int k = 0; k < 4; ++k)
+    for (int j = 0; j < 16; ++j) wlo[k][j] = (4 * j + k) & 31;  // lanes 0-7 valid per half
+  for (int k = 0; k < 3; ++k) {
+    for (int j = 0; j < 16; ++j) {
+      const int m = 3 * j + k;  // tap k of channel j inside 48 state floats
+      slo[k][j] = m < 32 ? m : 0;
+      shi[k][j] = m < 32 ? j : 16 + (m - 32);
+    }
+  }
+  for (int v = 0; v < 3; ++v) {  // output vector v of the new state: element 16v + i
+    for (int i = 0; i < 16; ++i) {
+      const int m = 16 * v + i, j = m / 3, k = m % 3;  // new tap k: 0 <- old 1, 1 <- old 2, 2 <- x
+      ilo[v][i] = k < 2 ? k * 16 + j : 0;
+      ihi[v][i] = k < 2 ? i : 16 + j;
+    }
+  }
+  int64_t c = c0;
+  for (; c + 16 <= c1; c += 16) {
+    const float* wc = w + c * 4;
+    __m512 tap[4];
+    for (int k = 0; k < 4; ++k) {
+      const __m512i idx = _mm512_load_si512(wlo[k]);
+      const __m512 lo = _mm512_permutex2var_ps(_mm512_loadu_ps(wc), idx, _mm512_loadu_ps(wc + 16));
+      const __m512 hi =
+          _mm512_permutex2var_ps(_mm512_loadu_ps(wc + 32), idx, _mm512_loadu_ps(wc + 48));
+      tap[k] = _mm512_shuffle_f32x4(lo, hi, 0x44);
+    }
+    float* sc = state + c * 3;
+    const __m512 s0 = _mm512_loadu_ps(sc), s1 = _mm512_loadu_ps(sc + 16),
+                 s2 = _mm512_loadu_ps(sc + 32);
+    __m512 st[3];
+    for (int k = 0; k < 3; ++k) {
+      const __m512 t = _mm512_permutex2var_ps(s0, _mm512_load_si512(slo[k]), s1);
+      st[k] = _mm512_permutex2var_ps(t, _mm512_load_si512(shi[k]), s2);
+    }
+    const __m512 xv = _mm512_loadu_ps(x + c);
+    __m512 acc = bias ? _mm512_loadu_ps(bias + c) : _mm512_setzero_ps();
+    for (int k = 0; k < 3; ++k) acc = _mm512_fmadd_ps(tap[k], st[k], acc);
+    acc = _mm512_fmadd_ps(tap[3], xv, acc);
+    const __m512 one = _mm512_set1_ps(1.0f);
+    _mm512_storeu_ps(out + c, _mm512_div_ps(acc, _mm512_add_ps(one, FastExp512(
+                                                               _mm512_sub_ps(_mm512_setzero_ps(), acc)))));
+    for (int v = 0; v < 3; ++v) {
+      const __m512 t = _mm512_permutex2var_ps(st[1], _mm512_load_si512(ilo[v]), st[2]);
+      _mm512_storeu_ps(sc + 16 * v, _mm512_permutex2var_ps(t, _mm512_load_si512(ihi[v]), xv));
+    }
+  }
+  return c;
 }
 
 // One Mamba1 time step (L = 1) for channels [d0, d1), d_state a multiple of
