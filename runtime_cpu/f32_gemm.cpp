@@ -125,47 +125,41 @@ SSMQ_TARGET_AVX512 void F32RowsAvx512(const float* w, int64_t cols, int64_t rows
   }
 }
 
-// One tile of kF32TileTokens packed tokens against a whole panel:
-// acc[k][h] = rows 16h..16h+15 of token k. Stores the first n_valid tokens.
-SSMQ_TARGET_AVX512 void PanelTile(const float* panel, int64_t cols, int64_t rows,
+// One tile of kF32TileTokens packed tokens against columns [c0, c1) of a
+// panel: acc[k][h] = rows 16h..16h+15 of token k. The first span stores
+// acc + bias, later ones add acc to y (first n_valid tokens, `rows` rows).
+template <bool kFirst>
+SSMQ_TARGET_AVX512 void PanelSpan(const float* panel, int64_t c0, int64_t c1, int64_t rows,
                                   const float* bias, const float* xt, int64_t n_valid, float* y,
                                   int64_t y_stride) {
   constexpr int NT = kF32TileTokens;
-  // Columns in blocks of kSpan, each summed from zero and then added to the
-  // total: one long chain of 2048 additions per output would round several
-  // times worse than the row-tile kernel's 16 lanes of 128 (the decode path),
-  // and prefill and decode are checked against each other.
-  constexpr int64_t kSpan = 128;
-  __m512 total[NT][2];
-  for (int k = 0; k < NT; ++k) total[k][0] = total[k][1] = _mm512_setzero_ps();
-  for (int64_t c0 = 0; c0 < cols; c0 += kSpan) {
-    const int64_t c1 = std::min(cols, c0 + kSpan);
-    __m512 acc[NT][2];
-    for (int k = 0; k < NT; ++k) acc[k][0] = acc[k][1] = _mm512_setzero_ps();
-    for (int64_t c = c0; c < c1; ++c) {
-      const __m512 w0 = _mm512_loadu_ps(panel + c * kF32PanelRows);
-      const __m512 w1 = _mm512_loadu_ps(panel + c * kF32PanelRows + 16);
-      const float* xc = xt + c * NT;
-      for (int k = 0; k < NT; ++k) {
-        const __m512 xv = _mm512_set1_ps(xc[k]);
-        acc[k][0] = _mm512_fmadd_ps(w0, xv, acc[k][0]);
-        acc[k][1] = _mm512_fmadd_ps(w1, xv, acc[k][1]);
-      }
-    }
+  __m512 acc[NT][2];
+  for (int k = 0; k < NT; ++k) acc[k][0] = acc[k][1] = _mm512_setzero_ps();
+  for (int64_t c = c0; c < c1; ++c) {
+    const __m512 w0 = _mm512_loadu_ps(panel + c * kF32PanelRows);
+    const __m512 w1 = _mm512_loadu_ps(panel + c * kF32PanelRows + 16);
+    const float* xc = xt + c * NT;
     for (int k = 0; k < NT; ++k) {
-      total[k][0] = _mm512_add_ps(total[k][0], acc[k][0]);
-      total[k][1] = _mm512_add_ps(total[k][1], acc[k][1]);
+      const __m512 xv = _mm512_set1_ps(xc[k]);
+      acc[k][0] = _mm512_fmadd_ps(w0, xv, acc[k][0]);
+      acc[k][1] = _mm512_fmadd_ps(w1, xv, acc[k][1]);
     }
   }
-  __m512 (&acc)[NT][2] = total;
   const __mmask16 m0 = static_cast<__mmask16>(rows >= 16 ? 0xFFFF : (1u << rows) - 1);
   const __mmask16 m1 =
       static_cast<__mmask16>(rows >= 32 ? 0xFFFF : rows <= 16 ? 0 : (1u << (rows - 16)) - 1);
-  const __m512 b0 = bias ? _mm512_maskz_loadu_ps(m0, bias) : _mm512_setzero_ps();
-  const __m512 b1 = bias ? _mm512_maskz_loadu_ps(m1, bias + 16) : _mm512_setzero_ps();
   for (int k = 0; k < NT && k < n_valid; ++k) {
-    _mm512_mask_storeu_ps(y + k * y_stride, m0, _mm512_add_ps(acc[k][0], b0));
-    _mm512_mask_storeu_ps(y + k * y_stride + 16, m1, _mm512_add_ps(acc[k][1], b1));
+    float* yk = y + k * y_stride;
+    __m512 base0, base1;
+    if constexpr (kFirst) {
+      base0 = bias ? _mm512_maskz_loadu_ps(m0, bias) : _mm512_setzero_ps();
+      base1 = bias ? _mm512_maskz_loadu_ps(m1, bias + 16) : _mm512_setzero_ps();
+    } else {
+      base0 = _mm512_maskz_loadu_ps(m0, yk);
+      base1 = _mm512_maskz_loadu_ps(m1, yk + 16);
+    }
+    _mm512_mask_storeu_ps(yk, m0, _mm512_add_ps(acc[k][0], base0));
+    _mm512_mask_storeu_ps(yk + 16, m1, _mm512_add_ps(acc[k][1], base1));
   }
 }
 
@@ -260,8 +254,22 @@ void F32PackTokens(const float* x, int64_t x_stride, int64_t n_tokens, int64_t c
 void F32PanelTokens(const float* panel, int64_t cols, int64_t rows, const float* bias,
                     const float* xp, int64_t n_tokens, float* y, int64_t y_stride) {
 #ifdef SSMQ_HAVE_X86_KERNELS
-  for (int64_t t0 = 0; t0 < n_tokens; t0 += kF32TileTokens)
-    PanelTile(panel, cols, rows, bias, xp + t0 * cols, n_tokens - t0, y + t0 * y_stride, y_stride);
+  // Spans of kSpan columns, outside the token tiles: a span of the panel
+  // (16 KiB) stays in L1 for every tile. Each span is summed from zero and
+  // then added to y, which also keeps the rounding close to the row-tile
+  // kernel's (16 lanes of cols / 16 terms; one chain of 2048 additions
+  // rounds several times worse, and prefill and decode are checked against
+  // each other).
+  constexpr int64_t kSpan = 128;
+  for (int64_t c0 = 0; c0 < cols; c0 += kSpan) {
+    const int64_t c1 = std::min(cols, c0 + kSpan);
+    for (int64_t t0 = 0; t0 < n_tokens; t0 += kF32TileTokens) {
+      const float* xt = xp + t0 * cols;
+      float* yt = y + t0 * y_stride;
+      if (c0 == 0) PanelSpan<true>(panel, c0, c1, rows, bias, xt, n_tokens - t0, yt, y_stride);
+      else PanelSpan<false>(panel, c0, c1, rows, bias, xt, n_tokens - t0, yt, y_stride);
+    }
+  }
 #else
   (void)panel, (void)cols, (void)rows, (void)bias, (void)xp, (void)n_tokens, (void)y;
   (void)y_stride;
