@@ -43,6 +43,7 @@ struct BenchArgs {
   double bandwidth_gbs = 0;  // > 0: use instead of measuring
   uint64_t seed = 0;
   bool membw_only = false;
+  bool f16_state = false;
   bool json = false;
 };
 
@@ -155,7 +156,10 @@ Status RunBench(const BenchArgs& a) {
   // weights are paged in on first use (in the first prefill).
   auto t0 = Clock::now();
   SSMQ_ASSIGN_OR_RETURN(Model model, OpenModel(a.file));
-  SSMQ_ASSIGN_OR_RETURN(auto rt, Runtime::Create(model, threads));
+  RuntimeOptions ro;
+  ro.n_threads = threads;
+  ro.f16_state = a.f16_state;
+  SSMQ_ASSIGN_OR_RETURN(auto rt, Runtime::Create(model, ro));
   const double load_ms = 1e3 * Seconds(t0);
   const HParams& hp = rt->hparams();
 
@@ -197,7 +201,7 @@ Status RunBench(const BenchArgs& a) {
   }
   const double bandwidth = bw.read.best_bytes_per_s;
 
-  const DecodeTraffic tr = ComputeDecodeTraffic(model, a.batch);
+  const DecodeTraffic tr = ComputeDecodeTraffic(model, a.batch, a.f16_state);
   const double tokens_prefill = static_cast<double>(a.batch * a.prompt_len);
   const double tokens_decode = static_cast<double>(a.batch * a.gen_len);
   const double prefill_tps = tokens_prefill / Median(prefill_s);
@@ -229,6 +233,7 @@ Status RunBench(const BenchArgs& a) {
     j["decode_tokens_per_s"] = decode_tps;
     j["peak_rss_bytes"] = peak_rss;
     j["roofline_fraction"] = fraction;
+    j["f16_state"] = a.f16_state;
     j["file"] = a.file;
     j["file_bytes"] = file_bytes;
     j["arch"] = ArchName(hp.arch);
@@ -264,9 +269,9 @@ Status RunBench(const BenchArgs& a) {
     std::printf("%s\n", j.dump().c_str());
     return Status::Ok();
   }
-  std::printf("%s: %s %s, %s on disk, %d thread(s), batch %lld\n", a.file.c_str(),
+  std::printf("%s: %s %s, %s on disk, %d thread(s), batch %lld%s\n", a.file.c_str(),
               ArchName(hp.arch), scheme.c_str(), Mib(file_bytes).c_str(), threads,
-              static_cast<long long>(a.batch));
+              static_cast<long long>(a.batch), a.f16_state ? ", f16 state" : "");
   std::printf("  load      %10.1f ms (open + Runtime::Create)\n", load_ms);
   std::printf("  prefill   %10.1f tok/s (%lld x %lld tokens, median of %d)\n", prefill_tps,
               static_cast<long long>(a.batch), static_cast<long long>(a.prompt_len), a.reps);
@@ -312,6 +317,7 @@ void Setup(CLI::App& app) {
   sub->add_option("--seed", args->seed, "seed of the random token ids")->capture_default_str();
   sub->add_flag("--membw-only", args->membw_only,
                 "only measure memory bandwidth (read, copy, triad) with --threads");
+  sub->add_flag("--f16-state", args->f16_state, "keep the float SSM state in f16 between steps (half the state memory and decode traffic)");
   sub->add_flag("--json", args->json, "machine-readable output");
   sub->callback([args] {
     Status st = RunBench(*args);

@@ -29,6 +29,7 @@ struct EvalArgs {
   int threads = 0;
   bool json = false;
   bool simulate = false;
+  bool f16_state = false;
 };
 
 Status EvalPerplexity(const EvalArgs& a, Runtime& rt, const Tokenizer& tok) {
@@ -163,6 +164,7 @@ Status RunEval(const EvalArgs& a) {
   RuntimeOptions ro;
   ro.n_threads = a.threads;
   ro.simulate_act_quant = a.simulate;
+  ro.f16_state = a.f16_state;
   SSMQ_ASSIGN_OR_RETURN(auto rt, Runtime::Create(model, ro));
   if (!a.ref_file.empty()) return EvalReference(a, *rt);
   SSMQ_ASSIGN_OR_RETURN(auto tok, ModelTokenizer(model));
@@ -189,6 +191,7 @@ void Setup(CLI::App& app) {
   sub->add_option("-t,--threads", args->threads, "threads (0 = all cores)")->capture_default_str();
   sub->add_flag("--simulate-act-quant", args->simulate,
                 "w8a8/w4a8: run the simulated (fake-quant float) path instead of the int8 kernels");
+  sub->add_flag("--f16-state", args->f16_state, "keep the float SSM state in f16 between steps (half the state memory and decode traffic)");
   sub->add_flag("--json", args->json, "machine-readable output");
   sub->callback([args] {
     Status st = RunEval(*args);

@@ -15,6 +15,7 @@ struct RunArgs {
   std::string prompt;
   int n_new = 64;
   bool greedy = false;
+  bool f16_state = false;
   float temperature = 0.8f;
   float top_p = 0.95f;
   uint64_t seed = 0;
@@ -39,7 +40,10 @@ size_t CompleteUtf8Prefix(const std::string& s) {
 Status RunGenerate(const RunArgs& a) {
   SSMQ_ASSIGN_OR_RETURN(Model model, OpenModel(a.model));
   SSMQ_ASSIGN_OR_RETURN(auto tokenizer, ModelTokenizer(model));
-  SSMQ_ASSIGN_OR_RETURN(auto runtime, Runtime::Create(model, a.threads));
+  RuntimeOptions ro;
+  ro.n_threads = a.threads;
+  ro.f16_state = a.f16_state;
+  SSMQ_ASSIGN_OR_RETURN(auto runtime, Runtime::Create(model, ro));
   if (a.n_new < 0) return Status(StatusCode::kInvalidArgument, "-n must be >= 0");
 
   std::vector<int32_t> prompt = tokenizer->Encode(a.prompt);
@@ -98,6 +102,7 @@ void Setup(CLI::App& app) {
   sub->add_option("--top-p", args->top_p, "nucleus sampling mass")->capture_default_str()->excludes(greedy);
   sub->add_option("--seed", args->seed, "sampling seed")->capture_default_str();
   sub->add_option("-t,--threads", args->threads, "threads (0 = all cores)")->capture_default_str();
+  sub->add_flag("--f16-state", args->f16_state, "keep the float SSM state in f16 between steps (half the state memory and decode traffic)");
   sub->add_flag("--json", args->json, "print {\"ids\": [...], \"text\": ...}");
   sub->callback([args] {
     Status st = RunGenerate(*args);

@@ -77,7 +77,7 @@ double DecodeTraffic::RooflineTokensPerSecond(double bandwidth_bytes_per_s) cons
   return static_cast<double>(batch) * bandwidth_bytes_per_s / static_cast<double>(total_bytes());
 }
 
-DecodeTraffic ComputeDecodeTraffic(const Model& model, int64_t batch) {
+DecodeTraffic ComputeDecodeTraffic(const Model& model, int64_t batch, bool f16_state) {
   const HParams& hp = model.hp;
   DecodeTraffic d;
   d.batch = batch;
@@ -109,7 +109,7 @@ DecodeTraffic ComputeDecodeTraffic(const Model& model, int64_t batch) {
   for (int l = 0; l < hp.n_layer; ++l) {
     const bool int8 = model.extra.Find(ActModeKey(l, ActSite::kSsmState)) != nullptr;
     d.int8_state_layers += int8;
-    d.ssm_state_bytes += 2 * b * ssm_elems * (int8 ? 1 : 4);
+    d.ssm_state_bytes += 2 * b * ssm_elems * (int8 ? 1 : f16_state ? 2 : 4);
     d.conv_state_bytes += 2 * b * conv_elems * 4;
   }
   d.state_bytes = d.ssm_state_bytes + d.conv_state_bytes;

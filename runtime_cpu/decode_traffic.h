@@ -52,6 +52,7 @@ struct DecodeTraffic {
   double RooflineTokensPerSecond(double bandwidth_bytes_per_s) const;
 };
 
-DecodeTraffic ComputeDecodeTraffic(const Model& model, int64_t batch = 1);
+// f16_state: the float-state layers keep it in f16 (RuntimeOptions::f16_state).
+DecodeTraffic ComputeDecodeTraffic(const Model& model, int64_t batch = 1, bool f16_state = false);
 
 }  // namespace ssmq

@@ -83,6 +83,9 @@ void Runtime::Impl::Mamba2Mixer(int l, int64_t batch, int64_t seq_len, float* co
         if (ssm.codes) {  // int8 cache: stepped in place (state rows are (head, p) pairs)
           rt::Mamba2StepHeadInt8(*ssm.sq, b * H * P + h * P, P, x, B, C, s.dt[b * H + h], w.a[h],
                                  w.d.f32[h], ssm.codes, s.y.data() + b * di + h * P);
+        } else if (ssm.half) {  // f16 state: likewise
+          rt::Mamba2StepHeadHalf(b * H * P + h * P, P, N, x, B, C, s.dt[b * H + h], w.a[h],
+                                 w.d.f32[h], ssm.half, s.y.data() + b * di + h * P);
         } else {
           rt::Mamba2StepHead(P, N, x, B, C, s.dt[b * H + h], w.a[h], w.d.f32[h],
                              ssm.f32 + b * state_per_seq + h * P * N, s.y.data() + b * di + h * P);

@@ -261,9 +261,12 @@ Result<std::unique_ptr<Runtime>> Runtime::Create(const Model& model, const Runti
   for (int l = 0; l < hp.n_layer; ++l) {
     SSMQ_RETURN_IF_ERROR(LoadLayer(model, hp, l, impl->layers[l]));
   }
-  impl->any_float_state = impl->any_int8_state = false;
+  impl->any_float_state = impl->any_int8_state = impl->any_half_state = false;
   for (const rt::LayerWeights& w : impl->layers) {
-    (w.act.state.enabled() ? impl->any_int8_state : impl->any_float_state) = true;
+    bool& uses = w.act.state.enabled() ? impl->any_int8_state
+                 : opts.f16_state      ? impl->any_half_state
+                                       : impl->any_float_state;
+    uses = true;
   }
   return std::unique_ptr<Runtime>(new Runtime(std::move(impl)));
 }
@@ -303,6 +306,7 @@ RecurrentState Runtime::NewState(int64_t batch) const {
   s.conv.assign(impl_->conv_floats_per_layer(batch) * impl_->hp.n_layer, 0.0f);
   if (impl_->any_float_state) s.ssm.assign(ssm, 0.0f);
   if (impl_->any_int8_state) s.ssm_q.assign(ssm, 0);
+  if (impl_->any_half_state) s.ssm_h.assign(ssm, 0);  // +0.0 in half
   return s;
 }
 
@@ -310,6 +314,7 @@ void Runtime::ResetState(RecurrentState& s) const {
   std::fill(s.conv.begin(), s.conv.end(), 0.0f);
   std::fill(s.ssm.begin(), s.ssm.end(), 0.0f);
   std::fill(s.ssm_q.begin(), s.ssm_q.end(), int8_t{0});
+  std::fill(s.ssm_h.begin(), s.ssm_h.end(), uint16_t{0});
 }
 
 Status Runtime::Prefill(std::span<const int32_t> tokens, int64_t batch, int64_t seq_len,
@@ -359,7 +364,8 @@ Status Runtime::Impl::Forward(std::span<const int32_t> tokens, int64_t batch, in
   const size_t ssm_per_layer = ssm_floats_per_layer(batch);
   if (state.batch != batch || state.conv.size() != conv_per_layer * hp.n_layer ||
       state.ssm.size() != (any_float_state ? ssm_per_layer * hp.n_layer : 0) ||
-      state.ssm_q.size() != (any_int8_state ? ssm_per_layer * hp.n_layer : 0)) {
+      state.ssm_q.size() != (any_int8_state ? ssm_per_layer * hp.n_layer : 0) ||
+      state.ssm_h.size() != (any_half_state ? ssm_per_layer * hp.n_layer : 0)) {
     return Status(StatusCode::kInvalidArgument,
                   "runtime: recurrent state is for batch " + std::to_string(state.batch) +
                       " (or has the wrong size), tokens are for batch " + std::to_string(batch));
@@ -401,6 +407,11 @@ Status Runtime::Impl::Forward(std::span<const int32_t> tokens, int64_t batch, in
     if (sq.enabled()) {  // int8 cache: the mixer converts it row range by row range
       rt::Grow(s.state_f32, ssm_per_layer);
       ssm = {s.state_f32.data(), state.ssm_q.data() + l * ssm_per_layer, &sq};
+    } else if (any_half_state) {  // f16 state: converted like the int8 cache
+      rt::Grow(s.state_f32, ssm_per_layer);
+      ssm.f32 = s.state_f32.data();
+      ssm.half = state.ssm_h.data() + l * ssm_per_layer;
+      ssm.d_state = hp.d_state;
     } else {
       ssm.f32 = state.ssm.data() + l * ssm_per_layer;
     }

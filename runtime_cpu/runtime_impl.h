@@ -49,18 +49,36 @@ void Mamba2StepHeadInt8(const StateQuant& sq, int64_t row0, int64_t P, const flo
                         const float* B, const float* C, float dt, float A, float D,
                         int8_t* codes, float* y);
 
+// f16 state rows (RuntimeOptions::f16_state) [row0, row0 + n_rows) of d_state
+// values, to and from f32, like the int8 ones (round to nearest even).
+void HalfStateRowsToF32(const uint16_t* half, int64_t row0, int64_t n_rows, int64_t d_state,
+                        float* h);
+void F32StateRowsToHalf(const float* h, int64_t row0, int64_t n_rows, int64_t d_state,
+                        uint16_t* half);
+
+// One Mamba2 recurrent step of one head on an f16 state: rows [row0, row0 + P)
+// converted, stepped and rounded back in registers. Same arithmetic as Load +
+// Mamba2StepHead + Store.
+void Mamba2StepHeadHalf(int64_t row0, int64_t P, int64_t N, const float* x, const float* B,
+                        const float* C, float dt, float A, float D, uint16_t* half, float* y);
+
 // Where a mixer finds a layer's SSM state: `f32` is always where the scan
-// runs; with an int8 cache (`codes` non-null) f32 is scratch that the mixer
-// fills from the codes and writes back to them, row range by row range.
+// runs; with an int8 cache (`codes` non-null) or an f16 state (`half`
+// non-null) f32 is scratch that the mixer fills from them and writes back to
+// them, row range by row range.
 struct SsmStateRef {
   float* f32 = nullptr;
   int8_t* codes = nullptr;
   const StateQuant* sq = nullptr;
+  uint16_t* half = nullptr;
+  int64_t d_state = 0;  // with `half`: values per row
   void Load(int64_t row0, int64_t n_rows) const {
     if (codes) DequantizeStateRows(*sq, codes, row0, n_rows, f32);
+    if (half) HalfStateRowsToF32(half, row0, n_rows, d_state, f32);
   }
   void Store(int64_t row0, int64_t n_rows) const {
     if (codes) QuantizeStateRows(*sq, f32, row0, n_rows, codes);
+    if (half) F32StateRowsToHalf(f32, row0, n_rows, d_state, half);
   }
 };
 
@@ -121,6 +139,7 @@ struct Runtime::Impl {
   int n_threads = 0;  // <= 0: OpenMP default at call time
   bool simulate_act_quant = false;  // RuntimeOptions::simulate_act_quant
   bool any_float_state = true, any_int8_state = false;  // which state buffers exist
+  bool any_half_state = false;                          // (RuntimeOptions::f16_state)
   rt::Weight token_embd;   // [vocab, d_model]
   rt::Weight output_norm;  // [d_model]
   rt::Weight output;       // [vocab, d_model] (absent when tied)

@@ -10,6 +10,7 @@
 #include <cstdint>
 #include <vector>
 
+#include "format/quant.h"
 #include "runtime_cpu/activations.h"
 #include "runtime_cpu/kernels.h"
 #include "runtime_cpu/runtime_impl.h"
@@ -167,6 +168,86 @@ void Mamba2StepHeadInt8(const StateQuant& sq, int64_t row0, int64_t P, const flo
   ForEachScaleRun(sq, row0, P, [&](int64_t r, int64_t run, int64_t s) {
     QuantizeRows(h + (r - row0) * N, sq.inv_scales.data() + s, run, N, codes + r * N);
   });
+}
+
+// ---------------------------------------------------------------- f16 state
+
+#ifdef SSMQ_STATE_AVX2
+SSMQ_TARGET_AVX512 void HalfToF32Avx512(const uint16_t* src, int64_t n, float* dst) {
+  int64_t i = 0;
+  for (; i + 16 <= n; i += 16)
+    _mm512_storeu_ps(dst + i, _mm512_cvtph_ps(_mm256_loadu_si256(
+                                  reinterpret_cast<const __m256i*>(src + i))));
+  for (; i < n; ++i) dst[i] = F16ToF32(src[i]);
+}
+
+SSMQ_TARGET_AVX512 void F32ToHalfAvx512(const float* src, int64_t n, uint16_t* dst) {
+  int64_t i = 0;
+  for (; i + 16 <= n; i += 16)
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst + i),
+                        _mm512_cvtps_ph(_mm512_loadu_ps(src + i),
+                                        _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+  for (; i < n; ++i) dst[i] = F32ToF16(src[i]);
+}
+
+// Mamba2StepHeadHalf for d_state a multiple of 16 (vcvtph2ps / vcvtps2ph
+// with round to nearest even, as F16ToF32 / F32ToF16).
+SSMQ_TARGET_AVX512 void StepHeadHalfAvx512(int64_t row0, int64_t P, int64_t N, const float* x,
+                                           const float* B, const float* C, float dt,
+                                           float decay, float D, uint16_t* half, float* y) {
+  const __m512 decay_v = _mm512_set1_ps(decay);
+  for (int64_t p = 0; p < P; ++p) {
+    uint16_t* hp = half + (row0 + p) * N;
+    const __m512 coef = _mm512_set1_ps(dt * x[p]);
+    __m512 acc = _mm512_setzero_ps();
+    for (int64_t n = 0; n < N; n += 16) {
+      const __m512 h =
+          _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(hp + n)));
+      const __m512 s = _mm512_fmadd_ps(h, decay_v, _mm512_mul_ps(coef, _mm512_loadu_ps(B + n)));
+      acc = _mm512_fmadd_ps(s, _mm512_loadu_ps(C + n), acc);
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(hp + n),
+                          _mm512_cvtps_ph(s, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+    }
+    y[p] = ReduceAdd512(acc) + D * x[p];
+  }
+}
+#endif
+
+void HalfStateRowsToF32(const uint16_t* half, int64_t row0, int64_t n_rows, int64_t d_state,
+                        float* h) {
+  const uint16_t* src = half + row0 * d_state;
+  float* dst = h + row0 * d_state;
+  const int64_t n = n_rows * d_state;
+#ifdef SSMQ_STATE_AVX2
+  if (CpuIsa() == KernelIsa::kAvx512) return HalfToF32Avx512(src, n, dst);
+#endif
+  for (int64_t i = 0; i < n; ++i) dst[i] = F16ToF32(src[i]);
+}
+
+void F32StateRowsToHalf(const float* h, int64_t row0, int64_t n_rows, int64_t d_state,
+                        uint16_t* half) {
+  const float* src = h + row0 * d_state;
+  uint16_t* dst = half + row0 * d_state;
+  const int64_t n = n_rows * d_state;
+#ifdef SSMQ_STATE_AVX2
+  if (CpuIsa() == KernelIsa::kAvx512) return F32ToHalfAvx512(src, n, dst);
+#endif
+  for (int64_t i = 0; i < n; ++i) dst[i] = F32ToF16(src[i]);
+}
+
+void Mamba2StepHeadHalf(int64_t row0, int64_t P, int64_t N, const float* x, const float* B,
+                        const float* C, float dt, float A, float D, uint16_t* half, float* y) {
+#ifdef SSMQ_STATE_AVX2
+  if (N % 16 == 0 && CpuIsa() == KernelIsa::kAvx512) {
+    return StepHeadHalfAvx512(row0, P, N, x, B, C, dt, FastExp(dt * A), D, half, y);
+  }
+#endif
+  // Reference: through a float copy of the head's rows (a thread's scratch).
+  thread_local std::vector<float> rows;
+  Grow(rows, static_cast<size_t>(P * N));
+  HalfStateRowsToF32(half + row0 * N, 0, P, N, rows.data());
+  Mamba2StepHead(P, N, x, B, C, dt, A, D, rows.data(), y);
+  F32StateRowsToHalf(rows.data(), 0, P, N, half + row0 * N);
 }
 
 }  // namespace ssmq::rt
