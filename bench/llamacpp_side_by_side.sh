@@ -10,8 +10,8 @@
 #   -> llama-bench -p P -n G -t T -r R -o json on each GGUF
 #   -> ssmq bench FILE --prompt-len P --gen-len G --threads T --reps R --json on each .ssmq
 # and appends one markdown table (ours f16 vs llama F16, w8a8 vs Q8_0, w4a8 and
-# w4a16 vs Q4_0; prefill and decode tokens/s and the ratio ours/llama) to
-# bench/results/llamacpp_side_by_side.md.
+# w4a16 vs Q4_0, and f16 / w4a16 again with --f16-state; prefill and decode
+# tokens/s and the ratio ours/llama) to bench/results/llamacpp_side_by_side.md.
 #
 # Options:
 #   --presets "mamba-370m mamba2-370m"   ssmq synth presets (ssmq synth --help lists them)
@@ -156,6 +156,15 @@ for preset in $PRESETS; do
       echo "{}" > "$d/ours_$s.json"
     fi
   done
+  # the float-state models again with the state kept in f16 (--f16-state)
+  for s in f16 w4a16; do
+    log "ssmq bench $preset $s --f16-state"
+    if ! "$SSMQ" bench "$d/$s.ssmq" --prompt-len "$PROMPT_LEN" --gen-len "$GEN_LEN" --threads "$THREADS" \
+        --reps "$REPS" --f16-state --json > "$d/ours_${s}_f16state.json" 2> "$d/ours_${s}_f16state.log"; then
+      log "ssmq bench --f16-state failed on $d/$s.ssmq (see $d/ours_${s}_f16state.log)"
+      echo "{}" > "$d/ours_${s}_f16state.json"
+    fi
+  done
 done
 
 # 5. the table
@@ -201,7 +210,11 @@ def ratio(a, b):
     return f"{a / b:.2f}" if a and b else "n/a"
 
 presets = os.environ["PRESETS"].split()
-pairs = [("f16", "f16", "F16"), ("w8a8", "q8_0", "Q8_0"), ("w4a8", "q4_0", "Q4_0"), ("w4a16", "q4_0", "Q4_0")]
+# (our results file, our model file, GGUF type, llama.cpp label, our label)
+pairs = [("f16", "f16", "f16", "F16", "f16"), ("w8a8", "w8a8", "q8_0", "Q8_0", "w8a8"),
+         ("w4a8", "w4a8", "q4_0", "Q4_0", "w4a8"), ("w4a16", "w4a16", "q4_0", "Q4_0", "w4a16"),
+         ("f16_f16state", "f16", "f16", "F16", "f16, f16 state"),
+         ("w4a16_f16state", "w4a16", "q4_0", "Q4_0", "w4a16, f16 state")]
 now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
 print(f"\n## Run of {now}\n")
 print(f"- machine: {os.environ['MACHINE']}; load average (1/5/15 min) {os.environ['LOAD']}")
@@ -218,20 +231,20 @@ print("| preset | ours | llama.cpp | ours MB | llama MB | prefill ours | prefill
       "decode ours | decode llama | ratio | ours roofline frac |")
 print("|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
 for preset in presets:
-    for ours_s, gguf_t, label in pairs:
+    for ours_s, ours_file, gguf_t, label, ours_label in pairs:
         o = load(f"{run_dir}/{preset}/ours_{ours_s}.json", {})
         pp, tg, _ = llama(preset, gguf_t)
         op, od = o.get("prefill_tokens_per_s"), o.get("decode_tokens_per_s")
         rf = o.get("roofline_fraction")
-        om = size_mb(f"{run_dir}/{preset}/{ours_s}.ssmq")
+        om = size_mb(f"{run_dir}/{preset}/{ours_file}.ssmq")
         lm = size_mb(f"{run_dir}/{preset}/{gguf_t}{'' if gguf_t == 'f16' else os.environ['GGUF_SUFFIX']}.gguf")
-        print(f"| {preset} | {ours_s} | {label} | {fmt(om)} | {fmt(lm)} | {fmt(op)} | "
+        print(f"| {preset} | {ours_label} | {label} | {fmt(om)} | {fmt(lm)} | {fmt(op)} | "
               f"{fmt(*pp) if pp else 'n/a'} | {ratio(op, pp[0] if pp else None)} | {fmt(od)} | "
               f"{fmt(*tg) if tg else 'n/a'} | {ratio(od, tg[0] if tg else None)} | "
               f"{f'{rf:.2f}' if isinstance(rf, (int, float)) else 'n/a'} |")
 PY
 log "appended a table to $OUT"
-tail -n $(( 4 * $(wc -w <<< "$PRESETS") + 2 )) "$OUT"
+tail -n $(( 6 * $(wc -w <<< "$PRESETS") + 2 )) "$OUT"
 if [[ $KEEP == 0 ]]; then
   log "removing the model files under $RUN_DIR (pass --keep to leave them); the JSON and logs stay"
   for preset in $PRESETS; do
