@@ -43,8 +43,8 @@ struct Mamba2Dims {
   int64_t heads_per_group() const { return n_heads / n_groups; }
 };
 
-// Floats of scratch Mamba2ChunkScanGroup needs for chunk size Q.
-int64_t Mamba2ChunkScratchFloats(int64_t chunk);
+// Floats of scratch Mamba2ChunkScanGroup needs for these dims and chunk size.
+int64_t Mamba2ChunkScratchFloats(const Mamba2Dims& dims, int64_t chunk);
 
 // Mamba2 SSD scan of the heads of group g of one sequence, L tokens, in
 // chunks of `chunk` tokens: inside a chunk with cumulative log-decays
@@ -59,6 +59,10 @@ int64_t Mamba2ChunkScratchFloats(int64_t chunk);
 // Heads [h0, h1) (all in group g) are scanned: a group's heads may be split
 // across threads (each slice recomputes the group's C.B products, a small
 // part of the work) so that a single-group model still uses every core.
+// Per chunk that is four matrix products (C.B^T, C.S^T, the masked
+// quadratic form times x, the state update); with AVX-512 and head_dim,
+// d_state multiples of 16 they run as register-tiled kernels, elsewhere as
+// plain loops. scratch: Mamba2ChunkScratchFloats(dims, chunk) floats.
 void Mamba2ChunkScanGroup(const Mamba2Dims& dims, int64_t g, int64_t h0, int64_t h1, int64_t L,
                           int64_t chunk, const float* xbc, int64_t xbc_stride, const float* dt,
                           int64_t dt_stride, const float* A, const float* D, float* state,

@@ -93,7 +93,7 @@ void Runtime::Impl::Mamba2Mixer(int l, int64_t batch, int64_t seq_len, float* co
       }
     }
   } else {
-    const int64_t per_thread = rt::Mamba2ChunkScratchFloats(hp.chunk_size);
+    const int64_t per_thread = rt::Mamba2ChunkScratchFloats(dims, hp.chunk_size);
     // Work items: (sequence, group, slice of the group's heads), at least two
     // per thread when the heads allow it.
     const int64_t hpg = dims.heads_per_group();

@@ -391,8 +391,9 @@ Status Runtime::Impl::Forward(std::span<const int32_t> tokens, int64_t batch, in
   } else {
     rt::Grow(s.dt, T * hp.n_heads);
     rt::Grow(s.gated, T * hp.d_inner);
+    const rt::Mamba2Dims dims{hp.n_heads, hp.head_dim, hp.n_groups, hp.d_state};
     rt::Grow(s.per_thread, static_cast<size_t>(rt::ThreadCount(n_threads)) *
-                               rt::Mamba2ChunkScratchFloats(hp.chunk_size));
+                               rt::Mamba2ChunkScratchFloats(dims, hp.chunk_size));
   }
   for (int64_t t = 0; t < T; ++t) {
     rt::DequantizeRow(token_embd, tokens[t], s.hidden.data() + t * dm);  // f32 rows: a copy
