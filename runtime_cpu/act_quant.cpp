@@ -112,6 +112,17 @@ SSMQ_AVX2 void FakeQuantizeSpanAvx2(float* x, int64_t n, float s) {
   FakeQuantizeSpanScalar(x + c, n - c, s);
 }
 
+// Per-column scales (static groups narrower than a vector: per channel, or
+// a few channels per scale), same arithmetic lane by lane.
+SSMQ_AVX2 void FakeQuantizeColsAvx2(float* x, int64_t n, const float* s) {
+  int64_t c = 0;
+  for (; c + 8 <= n; c += 8) {
+    const __m256 sv = _mm256_loadu_ps(s + c);
+    _mm256_storeu_ps(x + c, _mm256_mul_ps(RoundedCodes(_mm256_loadu_ps(x + c), sv), sv));
+  }
+  for (; c < n; ++c) FakeQuantizeSpanScalar(x + c, 1, s[c]);
+}
+
 #endif  // SSMQ_HAVE_AVX2_KERNELS
 
 // The AVX2 quantizers serve AVX-512 machines too (they are exact, see the
@@ -185,6 +196,19 @@ void FakeQuantize(const ActQuant& aq, float* x, int64_t stride, int64_t rows, in
   if (!aq.enabled()) return;
   const bool avx2 = UseAvx2();
   const int nt = ThreadCount(n_threads);
+#ifdef SSMQ_HAVE_AVX2_KERNELS
+  if (avx2 && aq.mode == ActQuant::Mode::kStatic && aq.group < 16) {
+    // Narrow groups (e.g. one scale per channel) would be spans of a few
+    // values each: expand the scales to one per column once, then whole rows.
+    thread_local std::vector<float> col_scales;
+    Grow(col_scales, static_cast<size_t>(cols));
+    for (int64_t c = 0; c < cols; ++c) col_scales[c] = aq.StaticScale(c);
+    const float* sc = col_scales.data();
+#pragma omp parallel for num_threads(nt) schedule(static) if (rows > 1 && WorthThreads(4 * rows * cols, nt))
+    for (int64_t t = 0; t < rows; ++t) FakeQuantizeColsAvx2(x + t * stride, cols, sc);
+    return;
+  }
+#endif
 #pragma omp parallel for num_threads(nt) schedule(static) if (rows > 1 && WorthThreads(4 * rows * cols, nt))
   for (int64_t t = 0; t < rows; ++t) {
     float* xt = x + t * stride;

@@ -133,33 +133,33 @@ SSMQ_TARGET_AVX512 void PanelSpan(const float* panel, int64_t c0, int64_t c1, in
                                   const float* bias, const float* xt, int64_t n_valid, float* y,
                                   int64_t y_stride) {
   constexpr int NT = kF32TileTokens;
-  __m512 acc[NT][2];
-  for (int k = 0; k < NT; ++k) acc[k][0] = acc[k][1] = _mm512_setzero_ps();
+  constexpr int RV = kF32PanelRows / 16;  // 16-row vectors of the panel
+  __m512 acc[NT][RV];
+  for (int k = 0; k < NT; ++k)
+    for (int h = 0; h < RV; ++h) acc[k][h] = _mm512_setzero_ps();
   for (int64_t c = c0; c < c1; ++c) {
-    const __m512 w0 = _mm512_loadu_ps(panel + c * kF32PanelRows);
-    const __m512 w1 = _mm512_loadu_ps(panel + c * kF32PanelRows + 16);
+    __m512 wv[RV];
+    for (int h = 0; h < RV; ++h) wv[h] = _mm512_loadu_ps(panel + c * kF32PanelRows + 16 * h);
     const float* xc = xt + c * NT;
     for (int k = 0; k < NT; ++k) {
       const __m512 xv = _mm512_set1_ps(xc[k]);
-      acc[k][0] = _mm512_fmadd_ps(w0, xv, acc[k][0]);
-      acc[k][1] = _mm512_fmadd_ps(w1, xv, acc[k][1]);
+      for (int h = 0; h < RV; ++h) acc[k][h] = _mm512_fmadd_ps(wv[h], xv, acc[k][h]);
     }
   }
-  const __mmask16 m0 = static_cast<__mmask16>(rows >= 16 ? 0xFFFF : (1u << rows) - 1);
-  const __mmask16 m1 =
-      static_cast<__mmask16>(rows >= 32 ? 0xFFFF : rows <= 16 ? 0 : (1u << (rows - 16)) - 1);
+  __mmask16 m[RV];
+  for (int h = 0; h < RV; ++h) {
+    const int64_t left = rows - 16 * h;
+    m[h] = static_cast<__mmask16>(left >= 16 ? 0xFFFF : left <= 0 ? 0 : (1u << left) - 1);
+  }
   for (int k = 0; k < NT && k < n_valid; ++k) {
     float* yk = y + k * y_stride;
-    __m512 base0, base1;
-    if constexpr (kFirst) {
-      base0 = bias ? _mm512_maskz_loadu_ps(m0, bias) : _mm512_setzero_ps();
-      base1 = bias ? _mm512_maskz_loadu_ps(m1, bias + 16) : _mm512_setzero_ps();
-    } else {
-      base0 = _mm512_maskz_loadu_ps(m0, yk);
-      base1 = _mm512_maskz_loadu_ps(m1, yk + 16);
+    for (int h = 0; h < RV; ++h) {
+      if (!m[h]) continue;
+      __m512 base;
+      if constexpr (kFirst) base = bias ? _mm512_maskz_loadu_ps(m[h], bias + 16 * h) : _mm512_setzero_ps();
+      else base = _mm512_maskz_loadu_ps(m[h], yk + 16 * h);
+      _mm512_mask_storeu_ps(yk + 16 * h, m[h], _mm512_add_ps(acc[k][h], base));
     }
-    _mm512_mask_storeu_ps(yk, m0, _mm512_add_ps(acc[k][0], base0));
-    _mm512_mask_storeu_ps(yk + 16, m1, _mm512_add_ps(acc[k][1], base1));
   }
 }
 

@@ -169,7 +169,12 @@ TEST(FakeQuantize, EqualsDequantizedCodes) {
   for (int64_t c = 0; c < cols; ++c) x[2 * stride + c] = 0.0f;  // a zero row
   std::vector<float> gscales(3);
   for (size_t g = 0; g < gscales.size(); ++g) gscales[g] = 0.02f + 0.01f * g;
-  for (const ActQuant& aq : {DynamicAq(), StaticAq({0.05f}, cols), StaticAq(gscales, 32)}) {
+  // Narrow groups (one scale per channel, or 3 channels) take the per-column path.
+  std::vector<float> per_channel(cols), per3((cols + 2) / 3);
+  for (int64_t c = 0; c < cols; ++c) per_channel[c] = 0.01f + 0.001f * float(c % 13);
+  for (size_t g = 0; g < per3.size(); ++g) per3[g] = 0.015f + 0.002f * float(g % 7);
+  for (const ActQuant& aq : {DynamicAq(), StaticAq({0.05f}, cols), StaticAq(gscales, 32),
+                             StaticAq(per_channel, 1), StaticAq(per3, 3)}) {
     std::vector<int8_t> q(rows * cols);
     std::vector<float> rs(rows);
     rt::QuantizeActivations(aq, x.data(), stride, rows, cols, q.data(), rs.data());
