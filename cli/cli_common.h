@@ -26,4 +26,8 @@ enum class TextSplit { kAll, kTrain, kVal };
 Result<TextSplit> ParseSplit(const std::string& s);
 std::string_view SelectSplit(std::string_view text, TextSplit split);
 
+// Help of --f16-state (run, eval, bench: RuntimeOptions::f16_state).
+inline constexpr const char* kF16StateHelp =
+    "keep the float SSM state in f16 between steps (half the state memory and decode traffic)";
+
 }  // namespace ssmq::cli

@@ -317,7 +317,7 @@ void Setup(CLI::App& app) {
   sub->add_option("--seed", args->seed, "seed of the random token ids")->capture_default_str();
   sub->add_flag("--membw-only", args->membw_only,
                 "only measure memory bandwidth (read, copy, triad) with --threads");
-  sub->add_flag("--f16-state", args->f16_state, "keep the float SSM state in f16 between steps (half the state memory and decode traffic)");
+  sub->add_flag("--f16-state", args->f16_state, kF16StateHelp);
   sub->add_flag("--json", args->json, "machine-readable output");
   sub->callback([args] {
     Status st = RunBench(*args);

@@ -191,7 +191,7 @@ void Setup(CLI::App& app) {
   sub->add_option("-t,--threads", args->threads, "threads (0 = all cores)")->capture_default_str();
   sub->add_flag("--simulate-act-quant", args->simulate,
                 "w8a8/w4a8: run the simulated (fake-quant float) path instead of the int8 kernels");
-  sub->add_flag("--f16-state", args->f16_state, "keep the float SSM state in f16 between steps (half the state memory and decode traffic)");
+  sub->add_flag("--f16-state", args->f16_state, kF16StateHelp);
   sub->add_flag("--json", args->json, "machine-readable output");
   sub->callback([args] {
     Status st = RunEval(*args);

@@ -102,7 +102,7 @@ void Setup(CLI::App& app) {
   sub->add_option("--top-p", args->top_p, "nucleus sampling mass")->capture_default_str()->excludes(greedy);
   sub->add_option("--seed", args->seed, "sampling seed")->capture_default_str();
   sub->add_option("-t,--threads", args->threads, "threads (0 = all cores)")->capture_default_str();
-  sub->add_flag("--f16-state", args->f16_state, "keep the float SSM state in f16 between steps (half the state memory and decode traffic)");
+  sub->add_flag("--f16-state", args->f16_state, kF16StateHelp);
   sub->add_flag("--json", args->json, "print {\"ids\": [...], \"text\": ...}");
   sub->callback([args] {
     Status st = RunGenerate(*args);

@@ -593,6 +593,19 @@ SSMQ_TARGET_AVX512 void RowsAvx512(const Int8Args& a, const Int8Prep& prep, int6
   }
 }
 
+// sums[b * stride] = sum of row[c] over block b (columns [b·block, min(cols, (b+1)·block))),
+// exact in int32 (|row[c]| <= 128, blocks of at most 2^17 columns: Int8BlockWidth):
+// the Q4 activation sums that take off the zero point, and the Q8 weight sums
+// of the +128 bias correction.
+void BlockSums(const int8_t* row, int64_t cols, int64_t block, int32_t* sums, int64_t stride) {
+  for (int64_t b = 0, c0 = 0; c0 < cols; ++b, c0 += block) {
+    const int64_t c1 = std::min(cols, c0 + block);
+    int32_t sum = 0;
+    for (int64_t c = c0; c < c1; ++c) sum += row[c];
+    sums[b * stride] = sum;
+  }
+}
+
 // ---------------------------------------------------------------- AVX-512 VNNI, prefill
 //
 // With many tokens the row tiles above spend most of their time on horizontal
@@ -648,19 +661,10 @@ LanePrep PrepareLanes(const Weight& w, int64_t block, const int8_t* q, const flo
       }
     }
   }
-  if (q4) {
-    Grow(asum, static_cast<size_t>(lp.n_vec * lp.n_blocks * 16));
-    for (int64_t v = 0; v < lp.n_vec; ++v)
-      for (int64_t b = 0; b < lp.n_blocks; ++b)
-        for (int64_t lane = 0; lane < 16; ++lane) {
-          const int64_t t = v * 16 + lane;
-          int32_t sum = 0;
-          if (t < n_tokens) {
-            const int64_t c1 = std::min(cols, (b + 1) * block);
-            for (int64_t c = b * block; c < c1; ++c) sum += q[t * cols + c];
-          }
-          asum[(v * lp.n_blocks + b) * 16 + lane] = sum;
-        }
+  if (q4) {  // asum[v][b][lane]: zero for the padding lanes
+    asum.assign(static_cast<size_t>(lp.n_vec * lp.n_blocks * 16), 0);
+    for (int64_t t = 0; t < n_tokens; ++t)
+      BlockSums(q + t * cols, cols, block, asum.data() + (t / 16) * lp.n_blocks * 16 + t % 16, 16);
     lp.asum = asum.data();
   }
   lp.packed = packed.data();
@@ -749,12 +753,9 @@ SSMQ_TARGET_AVX512 void LaneRows(const Int8Args& a, const LanePrep& lp, int64_t 
         rows[i] = dst;
       } else {
         const int8_t* src = reinterpret_cast<const int8_t*>(w.codes) + (r + i) * cols;
-        for (int64_t b = 0; b < nb; ++b) {
-          int32_t sum = 0;
-          const int64_t c1 = std::min(cols, (b + 1) * B);
-          for (int64_t c = b * B; c < c1; ++c) sum += src[c];
-          corr[i * nb + b] = 128 * sum;
-        }
+        int32_t* ci = corr.data() + i * nb;
+        BlockSums(src, cols, B, ci, 1);
+        for (int64_t b = 0; b < nb; ++b) ci[b] *= 128;
         rows[i] = reinterpret_cast<const uint8_t*>(src);
       }
     }
@@ -793,12 +794,7 @@ Int8Prep PrepareAvx512(const Weight& w, int64_t block, const int8_t* q, int64_t 
     prep.n_blocks = (cols + block - 1) / block;
     Grow(asum, static_cast<size_t>(n_tokens * prep.n_blocks));
     for (int64_t t = 0; t < n_tokens; ++t)
-      for (int64_t b = 0; b < prep.n_blocks; ++b) {
-        int32_t sum = 0;
-        const int64_t c1 = std::min(cols, (b + 1) * block);
-        for (int64_t c = b * block; c < c1; ++c) sum += q[t * cols + c];
-        asum[t * prep.n_blocks + b] = sum;
-      }
+      BlockSums(q + t * cols, cols, block, asum.data() + t * prep.n_blocks, 1);
     prep.asum = asum.data();
   } else {
     const size_t n = static_cast<size_t>(n_tokens * cols);

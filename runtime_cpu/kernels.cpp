@@ -205,23 +205,34 @@ SSMQ_TARGET_AVX512 inline __m512 FastExp512(__m512 x) {
 SSMQ_TARGET_AVX512 int64_t ConvStep4Avx512(const float* x, int64_t c0, int64_t c1,
                                            const float* w, const float* bias, float* state,
                                            float* out) {
-  alignas(64) int32_t wlo[4][16], slo[3][16], shi[3][16], ilo[3][16], ihi[3][16];
-  for (int k = 0; k < 4; ++k)
-    for (int j = 0; j < 16; ++j) wlo[k][j] = (4 * j + k) & 31;  // lanes 0-7 valid per half
-  for (int k = 0; k < 3; ++k) {
-    for (int j = 0; j < 16; ++j) {
-      const int m = 3 * j + k;  // tap k of channel j inside 48 state floats
-      slo[k][j] = m < 32 ? m : 0;
-      shi[k][j] = m < 32 ? j : 16 + (m - 32);
+  // The vpermt2ps index vectors, built once.
+  struct Indices {
+    alignas(64) int32_t wlo[4][16], slo[3][16], shi[3][16], ilo[3][16], ihi[3][16];
+    Indices() {
+      for (int k = 0; k < 4; ++k)
+        for (int j = 0; j < 16; ++j) wlo[k][j] = (4 * j + k) & 31;  // lanes 0-7 valid per half
+      for (int k = 0; k < 3; ++k) {
+        for (int j = 0; j < 16; ++j) {
+          const int m = 3 * j + k;  // tap k of channel j inside 48 state floats
+          slo[k][j] = m < 32 ? m : 0;
+          shi[k][j] = m < 32 ? j : 16 + (m - 32);
+        }
+      }
+      for (int v = 0; v < 3; ++v) {  // output vector v of the new state: element 16v + i
+        for (int i = 0; i < 16; ++i) {
+          const int m = 16 * v + i, j = m / 3, k = m % 3;  // new tap k: 0 <- old 1, 1 <- old 2, 2 <- x
+          ilo[v][i] = k < 2 ? k * 16 + j : 0;
+          ihi[v][i] = k < 2 ? i : 16 + j;
+        }
+      }
     }
-  }
-  for (int v = 0; v < 3; ++v) {  // output vector v of the new state: element 16v + i
-    for (int i = 0; i < 16; ++i) {
-      const int m = 16 * v + i, j = m / 3, k = m % 3;  // new tap k: 0 <- old 1, 1 <- old 2, 2 <- x
-      ilo[v][i] = k < 2 ? k * 16 + j : 0;
-      ihi[v][i] = k < 2 ? i : 16 + j;
-    }
-  }
+  };
+  static const Indices ix;
+  const auto& wlo = ix.wlo;
+  const auto& slo = ix.slo;
+  const auto& shi = ix.shi;
+  const auto& ilo = ix.ilo;
+  const auto& ihi = ix.ihi;
   int64_t c = c0;
   for (; c + 16 <= c1; c += 16) {
     const float* wc = w + c * 4;

@@ -81,7 +81,7 @@ uint64_t ExpectedWeightBytes(const std::string& path, int64_t batch) {
   return total;
 }
 
-// Recurrent state read + written per step: ssm (f32, or int8 cache) and conv (f32).
+// Recurrent state read + written per step: ssm (f32, f16 or int8 cache) and conv (f32).
 uint64_t ExpectedStateBytes(const std::string& path, int64_t batch, int ssm_elem_bytes) {
   auto model = LoadModel(path);
   EXPECT_TRUE(model.ok());
@@ -170,6 +170,18 @@ TEST(BenchCli, W8a8Int8State) {
   EXPECT_EQ(j["state_bytes_parts"]["int8_state_layers"], 6);
   EXPECT_EQ(j["state_bytes_per_token"].get<uint64_t>(), ExpectedStateBytes(file, 3, 1));
   EXPECT_EQ(j["weight_bytes_per_token"].get<uint64_t>(), ExpectedWeightBytes(file, 3));
+}
+
+// --f16-state: the runtime keeps the float state in half (2 bytes per state
+// element, read and written); the file and its weights are unchanged.
+TEST(BenchCli, F16StateHalvesStateBytes) {
+  const std::string file = Converted("mamba2-tiny", "f16");
+  const auto j = RunJson("bench " + Quote(file) +
+                         " --prompt-len 8 --gen-len 3 --batch 2 --bandwidth 10 --f16-state --json");
+  ExpectBenchFields(j);
+  EXPECT_EQ(j["f16_state"], true);
+  EXPECT_EQ(j["state_bytes_per_token"].get<uint64_t>(), ExpectedStateBytes(file, 2, 2));
+  EXPECT_EQ(j["weight_bytes_per_token"].get<uint64_t>(), ExpectedWeightBytes(file, 2));
 }
 
 TEST(BenchCli, TextOutputAndMembwOnly) {
