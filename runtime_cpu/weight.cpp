@@ -215,7 +215,7 @@ void MatMul(const Weight& w, const Weight* bias, const float* x, int64_t x_strid
     const bool expand = direct && tn >= kExpandMinTokens;
     const bool q4_decode = direct && !expand && Q4DecodeApplies(w, isa);
     const Q4Activations q4_x =
-        q4_decode ? PrepareQ4Activations(w, xb, x_stride, tn) : Q4Activations{nullptr};
+        q4_decode ? PrepareQ4Activations(w, xb, x_stride, tn) : Q4Activations{};
 #pragma omp parallel for num_threads(nt) schedule(static) if (n_chunks > 1 && WorthThreads(tn * w.rows * w.cols, nt))
     for (int64_t ch = 0; ch < n_chunks; ++ch) {
       const int64_t r0 = ch * kRowChunk;

@@ -15,6 +15,7 @@
 
 #include "format/quant.h"
 #include "runtime_cpu/act_quant.h"
+#include "runtime_cpu/quant_matmul.h"
 #include "runtime_cpu/weight.h"
 
 namespace ssmq {
@@ -383,9 +384,11 @@ TEST_P(Int8Kernels, ScalarAvx2IdenticalAndMatchOracle) {
         rt::Int8MatMul(m.w, b, aq, q.data(), rs.data(), tokens, y.data(), ys, threads);
         same_bits(y, "Int8MatMul");
       }
-      // The oracle.
+      // The oracle: the scalar float-activation kernel on x̂ (MatMul's Q4
+      // decode path rounds activations to 16-bit fixed point, q4_fixed16.h).
       std::vector<float> oracle(tokens * ys, -1.0f);
-      rt::MatMul(m.w, b, xhat.data(), xs, tokens, oracle.data(), ys, 1);
+      rt::QuantKernel(m.w.format, rt::KernelIsa::kScalar)(m.w, 0, c.rows, b ? b->f32 : nullptr,
+                                                          xhat.data(), xs, tokens, oracle.data(), ys);
       double err2 = 0, norm2 = 0;
       for (int64_t t = 0; t < tokens; ++t)
         for (int64_t r = 0; r < c.rows; ++r) {

@@ -22,6 +22,7 @@
 #include "format/quant.h"
 #include "model/model_io.h"
 #include "runtime_cpu/f32_gemm.h"
+#include "runtime_cpu/q4_fixed16.h"
 #include "runtime_cpu/quant_matmul.h"
 #include "runtime_cpu/runtime.h"
 #include "runtime_cpu/weight.h"
@@ -255,7 +256,95 @@ INSTANTIATE_TEST_SUITE_P(
                       KernelCase{33, 768, true, 128, false},  // q4 groups of 128
                       KernelCase{21, 24, true, 24, false},    // q4 dt_proj-like: 16 + 8 tail
                       KernelCase{18, 100, true, 32, false},   // q4 tail group of 4
-                      KernelCase{9, 64, true, 16, true}));    // q4 with zero points
+                      KernelCase{9, 64, true, 16, true},      // q4 with zero points
+                      KernelCase{12, 192, true, 64, false},   // q4 decode: table kernel
+                      KernelCase{13, 512, true, 256, true},   // q4 decode: fixed point, zero points
+                      KernelCase{6, 384, true, 0, false}));   // q4 per channel (one group of 384)
+
+// The 16-bit fixed-point activations of the Q4 decode kernel (q4_fixed16.h):
+// within half a step of x, the block maximum on ±kQ4FixedMax, an all-zero
+// block at scale 0, a block with a NaN at scale NaN, lane sums by column.
+TEST(Q4Fixed, PrepareRoundsToHalfAStep) {
+  constexpr int64_t cols = 512, tokens = 2;
+  auto x = RandomVector(tokens * cols, 41);
+  for (int64_t c = 128; c < 256; ++c) x[c] = 0.0f;  // token 0, block 1
+  x[cols + 300] = NAN;                              // token 1, block 2
+  x[cols + 10] = 1e-30f;                            // tiny but finite
+  const rt::Q4FixedActivations xa = rt::PrepareQ4Fixed(x.data(), cols, tokens, cols);
+  constexpr int64_t nb = cols / rt::kQ4FixedBlock;
+  for (int64_t t = 0; t < tokens; ++t) {
+    for (int64_t b = 0; b < nb; ++b) {
+      const float scale = xa.scales[t * nb + b];
+      if (t == 1 && b == 2) {
+        EXPECT_TRUE(std::isnan(scale));
+        continue;
+      }
+      int32_t max_v = 0;
+      for (int64_t j = 0; j < 16; ++j) {
+        int32_t lane = 0;
+        for (int64_t c = b * 128 + 8 * j; c < b * 128 + 8 * j + 8; ++c) {
+          const int32_t v = rt::Q4FixedValue(xa, cols, t, c);
+          ASSERT_LE(std::abs(v), rt::kQ4FixedMax);
+          max_v = std::max(max_v, std::abs(v));
+          // Half a step, plus the rounding of x · (1 / scale): <= 32639 · 2^-24 steps.
+          EXPECT_LE(std::fabs(double(v) * scale - x[t * cols + c]), 0.5021 * scale + 1e-30)
+              << "token " << t << " column " << c;
+          lane += v;
+        }
+        EXPECT_EQ(xa.lane_sums[(t * nb + b) * 16 + j], lane);
+      }
+      if (t == 0 && b == 1) {
+        EXPECT_EQ(scale, 0.0f);
+        EXPECT_EQ(max_v, 0);
+      } else {
+        EXPECT_EQ(max_v, rt::kQ4FixedMax);
+      }
+    }
+  }
+}
+
+// The AVX-512 VNNI kernel and the scalar reference both equal the formula
+// y = bias + Σ_b s·scale_b·T_b (T exact) to fp32 summation error, for
+// symmetric and zero-point Q4, groups of one and several blocks, 1 and 3 tokens.
+TEST(Q4Fixed, KernelsMatchFormula) {
+  for (auto [rows, cols, group, zero_point] :
+       {std::tuple<int64_t, int64_t, uint32_t, bool>{33, 768, 128, false},
+        {13, 512, 256, true}, {6, 384, 384, false}, {5, 1024, 128, true}}) {
+    SCOPED_TRACE(std::to_string(rows) + "x" + std::to_string(cols) + " group " +
+                 std::to_string(group) + (zero_point ? " zero points" : ""));
+    QuantMatrix m = MakeQuant(rows, cols, true, group, zero_point, 43);
+    const auto bias = RandomVector(rows, 44);
+    const int64_t ng = m.w.groups_per_row(), nb = cols / rt::kQ4FixedBlock;
+    for (int64_t tokens : {int64_t{1}, int64_t{3}}) {
+      const auto x = RandomVector(tokens * cols, 45 + tokens);
+      const rt::Q4FixedActivations xa = rt::PrepareQ4Fixed(x.data(), cols, tokens, cols);
+      std::vector<float> ref(tokens * rows), simd(tokens * rows);
+      rt::Q4FixedRowsScalar(m.w, 0, rows, bias.data(), xa, tokens, ref.data(), rows);
+      if (rt::BestKernelIsa() == rt::KernelIsa::kAvx512)
+        rt::Q4FixedRows(m.w, 0, rows, bias.data(), xa, tokens, simd.data(), rows);
+      else
+        simd = ref;
+      for (int64_t t = 0; t < tokens; ++t) {
+        for (int64_t r = 0; r < rows; ++r) {
+          double exact = bias[r], magnitude = std::fabs(bias[r]);
+          for (int64_t b = 0; b < nb; ++b) {
+            const int64_t g = b * rt::kQ4FixedBlock / m.w.group_size;
+            const int z = zero_point ? m.q.zeros[r * ng + g] : 8;
+            int64_t dot = 0;
+            for (int64_t c = b * 128; c < (b + 1) * 128; ++c)
+              dot += (int64_t{Q4Get(m.q.codes.data() + r * cols / 2, c)} - z) *
+                     rt::Q4FixedValue(xa, cols, t, c);
+            const double term = double(m.q.scales[r * ng + g]) * xa.scales[t * nb + b] * dot;
+            exact += term;
+            magnitude += std::fabs(term);
+          }
+          EXPECT_NEAR(ref[t * rows + r], exact, 1e-6 * magnitude) << "scalar, row " << r;
+          EXPECT_NEAR(simd[t * rows + r], exact, 1e-6 * magnitude) << "avx512, row " << r;
+        }
+      }
+    }
+  }
+}
 
 TEST(QuantRecipe, EffectiveGroupSizeFallsBackToEvenDivisor) {
   EXPECT_EQ(EffectiveGroupSize(768, 128), 128u);
