@@ -91,6 +91,96 @@ SSMQ_TARGET_AVX512 void Q4FixedRowsAvx512(const Weight& w, int64_t r0, int64_t r
 }
 #endif
 
+// One 128-column block of x -> its four 64-byte parts and 16 lane sums;
+// returns scale_b. A NaN or Inf makes the scale NaN (every output the block
+// feeds is then NaN, as the float kernel would give NaN or Inf), never a
+// silent 0; its bytes are 0.
+float QuantizeBlockScalar(const float* xc, int8_t* out, int32_t* sums) {
+  float m = 0.0f;
+  bool finite = true;
+  for (int64_t c = 0; c < kQ4FixedBlock; ++c) {
+    m = std::max(m, std::fabs(xc[c]));
+    finite = finite && std::isfinite(xc[c]);
+  }
+  std::fill_n(sums, 16, 0);
+  if (!finite) {
+    std::fill_n(out, kBlockBytes, int8_t{0});
+    return NAN;
+  }
+  const float inv = m > 0.0f ? static_cast<float>(kQ4FixedMax) / m : 0.0f;
+  for (int64_t c = 0; c < kQ4FixedBlock; ++c) {
+    const float f = std::clamp(std::nearbyint(xc[c] * inv), -static_cast<float>(kQ4FixedMax),
+                               static_cast<float>(kQ4FixedMax));
+    const int32_t v = static_cast<int32_t>(f);
+    const int32_t hi = (v + 128) >> 8;  // floor: arithmetic shift
+    const int64_t p = c / 2, j = c % 2;
+    out[j * 64 + p] = static_cast<int8_t>(hi);
+    out[(2 + j) * 64 + p] = static_cast<int8_t>(v - 256 * hi);
+    sums[c / 8] += v;
+  }
+  return m / static_cast<float>(kQ4FixedMax);
+}
+
+#ifdef SSMQ_HAVE_X86_KERNELS
+SSMQ_TARGET_AVX512 inline float ReduceMax512(__m512 v) {
+  v = _mm512_max_ps(v, _mm512_shuffle_f32x4(v, v, 0x4E));
+  v = _mm512_max_ps(v, _mm512_shuffle_f32x4(v, v, 0xB1));
+  __m128 s = _mm512_castps512_ps128(v);
+  s = _mm_max_ps(s, _mm_movehl_ps(s, s));
+  s = _mm_max_ss(s, _mm_movehdup_ps(s));
+  return _mm_cvtss_f32(s);
+}
+
+// QuantizeBlockScalar on AVX-512, bit for bit: the same inv, vcvtps2dq rounds
+// half to even like nearbyint (default MXCSR), the clamp moves after the
+// conversion (|x · inv| <= 32639 + an ulp, far from overflow). Columns are
+// split into even/odd by vpermt2d; the lane sums come from the stored bytes
+// (vpdpbusd with ones: 256 · Σhi + Σlo over the lane's 8 columns).
+SSMQ_TARGET_AVX512 float QuantizeBlockAvx512(const float* xc, int8_t* out, int32_t* sums) {
+  __m512 xv[8];
+  __m512 m = _mm512_setzero_ps();
+  __mmask16 bad = 0;
+  for (int k = 0; k < 8; ++k) {
+    xv[k] = _mm512_loadu_ps(xc + 16 * k);
+    m = _mm512_max_ps(m, _mm512_abs_ps(xv[k]));
+    bad |= _mm512_fpclass_ps_mask(xv[k], 0x99);  // QNaN, SNaN, +Inf, -Inf
+  }
+  if (bad) {
+    std::fill_n(out, kBlockBytes, int8_t{0});
+    std::fill_n(sums, 16, 0);
+    return NAN;
+  }
+  const float mx = ReduceMax512(m);
+  const __m512 inv = _mm512_set1_ps(mx > 0.0f ? static_cast<float>(kQ4FixedMax) / mx : 0.0f);
+  const __m512i lim = _mm512_set1_epi32(kQ4FixedMax), nlim = _mm512_set1_epi32(-kQ4FixedMax);
+  const __m512i c128 = _mm512_set1_epi32(128);
+  const __m512i pick[2] = {
+      _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30),
+      _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31)};
+  for (int k = 0; k < 4; ++k) {  // 32 columns: 16 even and 16 odd
+    const __m512i a = _mm512_min_epi32(
+        _mm512_max_epi32(_mm512_cvtps_epi32(_mm512_mul_ps(xv[2 * k], inv)), nlim), lim);
+    const __m512i b = _mm512_min_epi32(
+        _mm512_max_epi32(_mm512_cvtps_epi32(_mm512_mul_ps(xv[2 * k + 1], inv)), nlim), lim);
+    for (int j = 0; j < 2; ++j) {
+      const __m512i v = _mm512_permutex2var_epi32(a, pick[j], b);
+      const __m512i hi = _mm512_srai_epi32(_mm512_add_epi32(v, c128), 8);
+      const __m512i lo = _mm512_sub_epi32(v, _mm512_slli_epi32(hi, 8));
+      _mm_storeu_si128(reinterpret_cast<__m128i*>(out + j * 64 + 16 * k), _mm512_cvtepi32_epi8(hi));
+      _mm_storeu_si128(reinterpret_cast<__m128i*>(out + (2 + j) * 64 + 16 * k),
+                       _mm512_cvtepi32_epi8(lo));
+    }
+  }
+  const __m512i ones = _mm512_set1_epi8(1);
+  __m512i hs = _mm512_dpbusd_epi32(_mm512_setzero_si512(), ones, _mm512_loadu_si512(out));
+  hs = _mm512_dpbusd_epi32(hs, ones, _mm512_loadu_si512(out + 64));
+  __m512i ls = _mm512_dpbusd_epi32(_mm512_setzero_si512(), ones, _mm512_loadu_si512(out + 128));
+  ls = _mm512_dpbusd_epi32(ls, ones, _mm512_loadu_si512(out + 192));
+  _mm512_storeu_si512(sums, _mm512_add_epi32(_mm512_slli_epi32(hs, 8), ls));
+  return mx / static_cast<float>(kQ4FixedMax);
+}
+#endif
+
 }  // namespace
 
 bool Q4FixedApplies(const Weight& w, KernelIsa isa) {
@@ -99,7 +189,7 @@ bool Q4FixedApplies(const Weight& w, KernelIsa isa) {
 }
 
 Q4FixedActivations PrepareQ4Fixed(const float* x, int64_t x_stride, int64_t n_tokens,
-                                  int64_t cols) {
+                                  int64_t cols, KernelIsa isa) {
   thread_local std::vector<int8_t> bytes;  // grown once, then reused
   thread_local std::vector<float> scales;
   thread_local std::vector<int32_t> lane_sums;
@@ -110,31 +200,15 @@ Q4FixedActivations PrepareQ4Fixed(const float* x, int64_t x_stride, int64_t n_to
   for (int64_t t = 0; t < n_tokens; ++t) {
     for (int64_t b = 0; b < nb; ++b) {
       const float* xc = x + t * x_stride + b * kQ4FixedBlock;
-      float m = 0.0f;
-      bool finite = true;
-      for (int64_t c = 0; c < kQ4FixedBlock; ++c) {
-        m = std::max(m, std::fabs(xc[c]));
-        finite = finite && std::isfinite(xc[c]);
-      }
-      // A NaN or Inf makes the block's scale NaN, so every output it feeds is
-      // NaN (the float kernel would give NaN or Inf there), never a silent 0.
-      const float scale = finite ? m / static_cast<float>(kQ4FixedMax) : NAN;
-      const float inv = finite && m > 0.0f ? static_cast<float>(kQ4FixedMax) / m : 0.0f;
       int8_t* out = bytes.data() + (t * nb + b) * kBlockBytes;
       int32_t* sums = lane_sums.data() + (t * nb + b) * 16;
-      std::fill_n(sums, 16, 0);
-      for (int64_t c = 0; c < kQ4FixedBlock; ++c) {
-        const float f = std::clamp(std::nearbyint(finite ? xc[c] * inv : 0.0f),
-                                   -static_cast<float>(kQ4FixedMax),
-                                   static_cast<float>(kQ4FixedMax));
-        const int32_t v = static_cast<int32_t>(f);
-        const int32_t hi = (v + 128) >> 8;  // floor: arithmetic shift
-        const int64_t p = c / 2, j = c % 2;
-        out[j * 64 + p] = static_cast<int8_t>(hi);
-        out[(2 + j) * 64 + p] = static_cast<int8_t>(v - 256 * hi);
-        sums[c / 8] += v;
+#ifdef SSMQ_HAVE_X86_KERNELS
+      if (isa == KernelIsa::kAvx512) {
+        scales[t * nb + b] = QuantizeBlockAvx512(xc, out, sums);
+        continue;
       }
-      scales[t * nb + b] = scale;
+#endif
+      scales[t * nb + b] = QuantizeBlockScalar(xc, out, sums);
     }
   }
   return {bytes.data(), scales.data(), lane_sums.data()};

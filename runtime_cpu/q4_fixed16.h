@@ -50,9 +50,10 @@ struct Q4FixedActivations {
 bool Q4FixedApplies(const Weight& w, KernelIsa isa);
 
 // Quantizes x into per-thread buffers reused by later calls (no allocation
-// once grown). cols must be a multiple of 128.
+// once grown). cols must be a multiple of 128. The AVX-512 and scalar forms
+// give the same bytes.
 Q4FixedActivations PrepareQ4Fixed(const float* x, int64_t x_stride, int64_t n_tokens,
-                                  int64_t cols);
+                                  int64_t cols, KernelIsa isa);
 
 // v[c] of token t, decoded from the prepared bytes (tests).
 int32_t Q4FixedValue(const Q4FixedActivations& xa, int64_t cols, int64_t t, int64_t c);

@@ -588,7 +588,7 @@ Q4Activations PrepareQ4Activations(const Weight& w, const float* x, int64_t x_st
                                    int64_t n_tokens) {
   if (Q4FixedApplies(w, KernelIsa::kAvx512)) {
     Q4Activations xa;
-    xa.fixed = PrepareQ4Fixed(x, x_stride, n_tokens, w.cols);
+    xa.fixed = PrepareQ4Fixed(x, x_stride, n_tokens, w.cols, KernelIsa::kAvx512);
     return xa;
   }
   thread_local std::vector<float> reordered;  // grown once, then reused

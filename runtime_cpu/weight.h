@@ -85,10 +85,12 @@ std::string ShapeText(const std::vector<int64_t>& shape);
 int ThreadCount(int n_threads);
 
 // Whether a region of `work` multiply-adds (or comparable element operations)
-// is worth a team of threads. Below ~1M the fork/join barrier costs more than
-// it saves, and on a busy machine a descheduled thread at the barrier can
-// cost milliseconds: tiny models and batch-1 decoding stay on one thread.
-inline constexpr int64_t kMinParallelWork = int64_t{1} << 20;
+// is worth a team of threads. A fork/join with spinning OpenMP workers costs
+// ~1-2 µs; 128K multiply-adds take ~15 µs on one core, so from there on two
+// threads win. At batch-1 decode this puts mamba's x_proj (96 x 2048) and
+// dt_proj (2048 x 64) on both cores instead of leaving one idle; tiny models
+// and element-wise steps below it stay on one thread.
+inline constexpr int64_t kMinParallelWork = int64_t{1} << 17;
 inline bool WorthThreads(int64_t work, int n_threads) {
   return n_threads > 1 && work >= kMinParallelWork;
 }

@@ -270,37 +270,44 @@ TEST(Q4Fixed, PrepareRoundsToHalfAStep) {
   for (int64_t c = 128; c < 256; ++c) x[c] = 0.0f;  // token 0, block 1
   x[cols + 300] = NAN;                              // token 1, block 2
   x[cols + 10] = 1e-30f;                            // tiny but finite
-  const rt::Q4FixedActivations xa = rt::PrepareQ4Fixed(x.data(), cols, tokens, cols);
   constexpr int64_t nb = cols / rt::kQ4FixedBlock;
-  for (int64_t t = 0; t < tokens; ++t) {
-    for (int64_t b = 0; b < nb; ++b) {
-      const float scale = xa.scales[t * nb + b];
-      if (t == 1 && b == 2) {
-        EXPECT_TRUE(std::isnan(scale));
-        continue;
-      }
-      int32_t max_v = 0;
-      for (int64_t j = 0; j < 16; ++j) {
-        int32_t lane = 0;
-        for (int64_t c = b * 128 + 8 * j; c < b * 128 + 8 * j + 8; ++c) {
-          const int32_t v = rt::Q4FixedValue(xa, cols, t, c);
-          ASSERT_LE(std::abs(v), rt::kQ4FixedMax);
-          max_v = std::max(max_v, std::abs(v));
-          // Half a step, plus the rounding of x · (1 / scale): <= 32639 · 2^-24 steps.
-          EXPECT_LE(std::fabs(double(v) * scale - x[t * cols + c]), 0.5021 * scale + 1e-30)
-              << "token " << t << " column " << c;
-          lane += v;
+  std::vector<std::vector<int8_t>> bytes_by_isa;
+  for (rt::KernelIsa isa : CpuIsas()) {
+    SCOPED_TRACE(rt::KernelIsaName(isa));
+    const rt::Q4FixedActivations xa = rt::PrepareQ4Fixed(x.data(), cols, tokens, cols, isa);
+    bytes_by_isa.emplace_back(xa.bytes, xa.bytes + tokens * nb * 256);
+    for (int64_t t = 0; t < tokens; ++t) {
+      for (int64_t b = 0; b < nb; ++b) {
+        const float scale = xa.scales[t * nb + b];
+        if (t == 1 && b == 2) {
+          EXPECT_TRUE(std::isnan(scale));
+          continue;
         }
-        EXPECT_EQ(xa.lane_sums[(t * nb + b) * 16 + j], lane);
-      }
-      if (t == 0 && b == 1) {
-        EXPECT_EQ(scale, 0.0f);
-        EXPECT_EQ(max_v, 0);
-      } else {
-        EXPECT_EQ(max_v, rt::kQ4FixedMax);
+        int32_t max_v = 0;
+        for (int64_t j = 0; j < 16; ++j) {
+          int32_t lane = 0;
+          for (int64_t c = b * 128 + 8 * j; c < b * 128 + 8 * j + 8; ++c) {
+            const int32_t v = rt::Q4FixedValue(xa, cols, t, c);
+            ASSERT_LE(std::abs(v), rt::kQ4FixedMax);
+            max_v = std::max(max_v, std::abs(v));
+            // Half a step, plus the rounding of x · (1 / scale): <= 32639 · 2^-24 steps.
+            EXPECT_LE(std::fabs(double(v) * scale - x[t * cols + c]), 0.5021 * scale + 1e-30)
+                << "token " << t << " column " << c;
+            lane += v;
+          }
+          EXPECT_EQ(xa.lane_sums[(t * nb + b) * 16 + j], lane);
+        }
+        if (t == 0 && b == 1) {
+          EXPECT_EQ(scale, 0.0f);
+          EXPECT_EQ(max_v, 0);
+        } else {
+          EXPECT_EQ(max_v, rt::kQ4FixedMax);
+        }
       }
     }
   }
+  for (size_t i = 1; i < bytes_by_isa.size(); ++i)
+    EXPECT_EQ(bytes_by_isa[i], bytes_by_isa[0]) << "SIMD bytes differ from the scalar ones";
 }
 
 // The AVX-512 VNNI kernel and the scalar reference both equal the formula
@@ -317,7 +324,8 @@ TEST(Q4Fixed, KernelsMatchFormula) {
     const int64_t ng = m.w.groups_per_row(), nb = cols / rt::kQ4FixedBlock;
     for (int64_t tokens : {int64_t{1}, int64_t{3}}) {
       const auto x = RandomVector(tokens * cols, 45 + tokens);
-      const rt::Q4FixedActivations xa = rt::PrepareQ4Fixed(x.data(), cols, tokens, cols);
+      const rt::Q4FixedActivations xa =
+          rt::PrepareQ4Fixed(x.data(), cols, tokens, cols, rt::BestKernelIsa());
       std::vector<float> ref(tokens * rows), simd(tokens * rows);
       rt::Q4FixedRowsScalar(m.w, 0, rows, bias.data(), xa, tokens, ref.data(), rows);
       if (rt::BestKernelIsa() == rt::KernelIsa::kAvx512)
