@@ -586,11 +586,6 @@ bool Q4DecodeApplies(const Weight& w, KernelIsa isa) {
 
 Q4Activations PrepareQ4Activations(const Weight& w, const float* x, int64_t x_stride,
                                    int64_t n_tokens) {
-  if (Q4FixedApplies(w, KernelIsa::kAvx512)) {
-    Q4Activations xa;
-    xa.fixed = PrepareQ4Fixed(x, x_stride, n_tokens, w.cols, KernelIsa::kAvx512);
-    return xa;
-  }
   thread_local std::vector<float> reordered;  // grown once, then reused
   const int64_t cols = w.cols;
   Grow(reordered, static_cast<size_t>(n_tokens * cols));
@@ -600,14 +595,11 @@ Q4Activations PrepareQ4Activations(const Weight& w, const float* x, int64_t x_st
     for (int64_t c = 0; c < cols; c += 32)
       for (int k = 0; k < 16; ++k) o[c + k] = xt[c + 2 * k], o[c + 16 + k] = xt[c + 2 * k + 1];
   }
-  Q4Activations xa;
-  xa.reordered = reordered.data();
-  return xa;
+  return {reordered.data()};
 }
 
 void Q4DecodeRows(const Weight& w, int64_t r0, int64_t r1, const float* bias,
                   const Q4Activations& xa, int64_t n_tokens, float* y, int64_t y_stride) {
-  if (xa.fixed.bytes) return Q4FixedRows(w, r0, r1, bias, xa.fixed, n_tokens, y, y_stride);
 #ifdef SSMQ_HAVE_AVX2_KERNELS
   Q4DecodeRowsAvx512(w, r0, r1, bias, xa, n_tokens, y, y_stride);
 #else

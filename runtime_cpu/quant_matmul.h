@@ -15,7 +15,6 @@
 
 #include <cstdint>
 
-#include "runtime_cpu/q4_fixed16.h"
 #include "runtime_cpu/simd_dispatch.h"
 #include "runtime_cpu/weight.h"
 
@@ -37,11 +36,8 @@ KernelIsa BestKernelIsa();
 // (each 32-column block: its 16 even columns, then its 16 odd ones), so each
 // row unpacks with one widening and table lookups (quant_matmul.cpp).
 // Applies when every group is whole multiples of 32.
-// Where the group size is a multiple of 128, the activations are prepared as
-// 16-bit fixed point instead and the VNNI kernel of q4_fixed16.h runs.
 struct Q4Activations {
-  const float* reordered = nullptr;  // [n_tokens][cols]
-  Q4FixedActivations fixed;          // bytes != nullptr: the fixed-point form
+  const float* reordered;  // [n_tokens][cols]
 };
 bool Q4DecodeApplies(const Weight& w, KernelIsa isa);
 // Into per-thread buffers reused by later calls (no allocation once grown).

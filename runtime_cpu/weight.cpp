@@ -7,6 +7,7 @@
 #include "format/quant.h"
 #include "runtime_cpu/quant_matmul.h"
 #include "runtime_cpu/f32_gemm.h"
+#include "runtime_cpu/fixed16_decode.h"
 #include "runtime_cpu/simd_dispatch.h"
 
 namespace ssmq::rt {
@@ -213,9 +214,15 @@ void MatMul(const Weight& w, const Weight* bias, const float* x, int64_t x_strid
     const float* xb = x + t0 * x_stride;
     float* yb = y + t0 * y_stride;
     const bool expand = direct && tn >= kExpandMinTokens;
-    const bool q4_decode = direct && !expand && Q4DecodeApplies(w, isa);
+    // Decode on AVX-512: Q4/Q8 with 16-bit fixed-point activations
+    // (fixed16_decode.h), else the Q4 table kernel, else the direct kernel.
+    const bool fixed16 = direct && !expand && Fixed16Applies(w, isa);
+    const bool q4_decode = direct && !expand && !fixed16 && Q4DecodeApplies(w, isa);
     const Q4Activations q4_x =
-        q4_decode ? PrepareQ4Activations(w, xb, x_stride, tn) : Q4Activations{};
+        q4_decode ? PrepareQ4Activations(w, xb, x_stride, tn) : Q4Activations{nullptr};
+    const Fixed16Activations fixed_x =
+        fixed16 ? PrepareFixed16(xb, x_stride, tn, w.cols, Fixed16LayoutFor(w), isa)
+                : Fixed16Activations{};
 #pragma omp parallel for num_threads(nt) schedule(static) if (n_chunks > 1 && WorthThreads(tn * w.rows * w.cols, nt))
     for (int64_t ch = 0; ch < n_chunks; ++ch) {
       const int64_t r0 = ch * kRowChunk;
@@ -229,6 +236,8 @@ void MatMul(const Weight& w, const Weight* bias, const float* x, int64_t x_strid
         DequantizeRows(w, r0, r1, rows_f32.data(), isa);
         f32_rows(rows_f32.data(), w.cols, r1 - r0, b ? b + r0 : nullptr, xb, x_stride, tn,
                  yb + r0, y_stride);
+      } else if (fixed16) {
+        Fixed16Rows(w, r0, r1, b, fixed_x, tn, yb, y_stride);
       } else if (q4_decode) {
         Q4DecodeRows(w, r0, r1, b, q4_x, tn, yb, y_stride);
       } else {

@@ -22,7 +22,7 @@
 #include "format/quant.h"
 #include "model/model_io.h"
 #include "runtime_cpu/f32_gemm.h"
-#include "runtime_cpu/q4_fixed16.h"
+#include "runtime_cpu/fixed16_decode.h"
 #include "runtime_cpu/quant_matmul.h"
 #include "runtime_cpu/runtime.h"
 #include "runtime_cpu/weight.h"
@@ -261,87 +261,103 @@ INSTANTIATE_TEST_SUITE_P(
                       KernelCase{13, 512, true, 256, true},   // q4 decode: fixed point, zero points
                       KernelCase{6, 384, true, 0, false}));   // q4 per channel (one group of 384)
 
-// The 16-bit fixed-point activations of the Q4 decode kernel (q4_fixed16.h):
-// within half a step of x, the block maximum on ±kQ4FixedMax, an all-zero
-// block at scale 0, a block with a NaN at scale NaN, lane sums by column.
-TEST(Q4Fixed, PrepareRoundsToHalfAStep) {
+// The 16-bit fixed-point activations of the decode kernels (fixed16_decode.h),
+// both layouts, scalar and SIMD: within half a step of x, the block maximum
+// on ±kFixed16Max, an all-zero block at scale 0, a block with a NaN at scale
+// NaN, lane sums over the columns each vpdpbusd lane adds; identical bytes
+// from every ISA.
+TEST(Fixed16, PrepareRoundsToHalfAStep) {
   constexpr int64_t cols = 512, tokens = 2;
   auto x = RandomVector(tokens * cols, 41);
   for (int64_t c = 128; c < 256; ++c) x[c] = 0.0f;  // token 0, block 1
   x[cols + 300] = NAN;                              // token 1, block 2
   x[cols + 10] = 1e-30f;                            // tiny but finite
-  constexpr int64_t nb = cols / rt::kQ4FixedBlock;
-  std::vector<std::vector<int8_t>> bytes_by_isa;
-  for (rt::KernelIsa isa : CpuIsas()) {
-    SCOPED_TRACE(rt::KernelIsaName(isa));
-    const rt::Q4FixedActivations xa = rt::PrepareQ4Fixed(x.data(), cols, tokens, cols, isa);
-    bytes_by_isa.emplace_back(xa.bytes, xa.bytes + tokens * nb * 256);
-    for (int64_t t = 0; t < tokens; ++t) {
-      for (int64_t b = 0; b < nb; ++b) {
-        const float scale = xa.scales[t * nb + b];
-        if (t == 1 && b == 2) {
-          EXPECT_TRUE(std::isnan(scale));
-          continue;
-        }
-        int32_t max_v = 0;
-        for (int64_t j = 0; j < 16; ++j) {
-          int32_t lane = 0;
-          for (int64_t c = b * 128 + 8 * j; c < b * 128 + 8 * j + 8; ++c) {
-            const int32_t v = rt::Q4FixedValue(xa, cols, t, c);
-            ASSERT_LE(std::abs(v), rt::kQ4FixedMax);
+  constexpr int64_t nb = cols / rt::kFixed16Block;
+  for (rt::Fixed16Layout layout : {rt::Fixed16Layout::kNibbleSplit, rt::Fixed16Layout::kNatural}) {
+    const bool split = layout == rt::Fixed16Layout::kNibbleSplit;
+    SCOPED_TRACE(split ? "nibble split" : "natural");
+    std::vector<std::vector<int8_t>> bytes_by_isa;
+    for (rt::KernelIsa isa : CpuIsas()) {
+      SCOPED_TRACE(rt::KernelIsaName(isa));
+      const rt::Fixed16Activations xa = rt::PrepareFixed16(x.data(), cols, tokens, cols, layout, isa);
+      bytes_by_isa.emplace_back(xa.bytes, xa.bytes + tokens * nb * 256);
+      for (int64_t t = 0; t < tokens; ++t) {
+        for (int64_t b = 0; b < nb; ++b) {
+          const float scale = xa.scales[t * nb + b];
+          if (t == 1 && b == 2) {
+            EXPECT_TRUE(std::isnan(scale));
+            continue;
+          }
+          int32_t max_v = 0, lanes[16] = {};
+          for (int64_t c = b * 128; c < (b + 1) * 128; ++c) {
+            const int32_t v = rt::Fixed16Value(xa, cols, layout, t, c);
+            ASSERT_LE(std::abs(v), rt::kFixed16Max);
             max_v = std::max(max_v, std::abs(v));
             // Half a step, plus the rounding of x · (1 / scale): <= 32639 · 2^-24 steps.
             EXPECT_LE(std::fabs(double(v) * scale - x[t * cols + c]), 0.5021 * scale + 1e-30)
                 << "token " << t << " column " << c;
-            lane += v;
+            const int64_t in = c % 128;
+            lanes[split ? in / 8 : (in % 64) / 4] += v;
           }
-          EXPECT_EQ(xa.lane_sums[(t * nb + b) * 16 + j], lane);
-        }
-        if (t == 0 && b == 1) {
-          EXPECT_EQ(scale, 0.0f);
-          EXPECT_EQ(max_v, 0);
-        } else {
-          EXPECT_EQ(max_v, rt::kQ4FixedMax);
+          for (int j = 0; j < 16; ++j) EXPECT_EQ(xa.lane_sums[(t * nb + b) * 16 + j], lanes[j]);
+          if (t == 0 && b == 1) {
+            EXPECT_EQ(scale, 0.0f);
+            EXPECT_EQ(max_v, 0);
+          } else {
+            EXPECT_EQ(max_v, rt::kFixed16Max);
+          }
         }
       }
     }
+    for (size_t i = 1; i < bytes_by_isa.size(); ++i)
+      EXPECT_EQ(bytes_by_isa[i], bytes_by_isa[0]) << "SIMD bytes differ from the scalar ones";
   }
-  for (size_t i = 1; i < bytes_by_isa.size(); ++i)
-    EXPECT_EQ(bytes_by_isa[i], bytes_by_isa[0]) << "SIMD bytes differ from the scalar ones";
 }
 
 // The AVX-512 VNNI kernel and the scalar reference both equal the formula
-// y = bias + Σ_b s·scale_b·T_b (T exact) to fp32 summation error, for
-// symmetric and zero-point Q4, groups of one and several blocks, 1 and 3 tokens.
-TEST(Q4Fixed, KernelsMatchFormula) {
-  for (auto [rows, cols, group, zero_point] :
-       {std::tuple<int64_t, int64_t, uint32_t, bool>{33, 768, 128, false},
-        {13, 512, 256, true}, {6, 384, 384, false}, {5, 1024, 128, true}}) {
-    SCOPED_TRACE(std::to_string(rows) + "x" + std::to_string(cols) + " group " +
-                 std::to_string(group) + (zero_point ? " zero points" : ""));
-    QuantMatrix m = MakeQuant(rows, cols, true, group, zero_point, 43);
-    const auto bias = RandomVector(rows, 44);
-    const int64_t ng = m.w.groups_per_row(), nb = cols / rt::kQ4FixedBlock;
+// y = bias + Σ_b s·scale_b·T_b (T exact) to fp32 summation error, for Q8
+// and symmetric / zero-point Q4, groups of one and several blocks, 1 and 3 tokens.
+TEST(Fixed16, KernelsMatchFormula) {
+  struct Case {
+    int64_t rows, cols;
+    bool q4;
+    uint32_t group;
+    bool zero_point;
+  };
+  for (const Case& k : {Case{33, 768, true, 128, false}, Case{13, 512, true, 256, true},
+                        Case{6, 384, true, 384, false}, Case{5, 1024, true, 128, true},
+                        Case{11, 768, false, 0, false}, Case{7, 512, false, 128, false}}) {
+    SCOPED_TRACE(std::string(k.q4 ? "q4 " : "q8 ") + std::to_string(k.rows) + "x" +
+                 std::to_string(k.cols) + " group " + std::to_string(k.group) +
+                 (k.zero_point ? " zero points" : ""));
+    QuantMatrix m = MakeQuant(k.rows, k.cols, k.q4, k.group, k.zero_point, 43);
+    ASSERT_TRUE(rt::Fixed16Applies(m.w, rt::KernelIsa::kAvx512));
+    const auto bias = RandomVector(k.rows, 44);
+    const int64_t rows = k.rows, cols = k.cols;
+    const int64_t ng = m.w.groups_per_row(), nb = cols / rt::kFixed16Block;
+    const rt::Fixed16Layout layout = rt::Fixed16LayoutFor(m.w);
     for (int64_t tokens : {int64_t{1}, int64_t{3}}) {
       const auto x = RandomVector(tokens * cols, 45 + tokens);
-      const rt::Q4FixedActivations xa =
-          rt::PrepareQ4Fixed(x.data(), cols, tokens, cols, rt::BestKernelIsa());
+      const rt::Fixed16Activations xa =
+          rt::PrepareFixed16(x.data(), cols, tokens, cols, layout, rt::BestKernelIsa());
       std::vector<float> ref(tokens * rows), simd(tokens * rows);
-      rt::Q4FixedRowsScalar(m.w, 0, rows, bias.data(), xa, tokens, ref.data(), rows);
+      rt::Fixed16RowsScalar(m.w, 0, rows, bias.data(), xa, tokens, ref.data(), rows);
       if (rt::BestKernelIsa() == rt::KernelIsa::kAvx512)
-        rt::Q4FixedRows(m.w, 0, rows, bias.data(), xa, tokens, simd.data(), rows);
+        rt::Fixed16Rows(m.w, 0, rows, bias.data(), xa, tokens, simd.data(), rows);
       else
         simd = ref;
       for (int64_t t = 0; t < tokens; ++t) {
         for (int64_t r = 0; r < rows; ++r) {
           double exact = bias[r], magnitude = std::fabs(bias[r]);
           for (int64_t b = 0; b < nb; ++b) {
-            const int64_t g = b * rt::kQ4FixedBlock / m.w.group_size;
-            const int z = zero_point ? m.q.zeros[r * ng + g] : 8;
+            const int64_t g = b * rt::kFixed16Block / m.w.group_size;
+            const int z = !k.q4 ? 0 : k.zero_point ? m.q.zeros[r * ng + g] : 8;
             int64_t dot = 0;
-            for (int64_t c = b * 128; c < (b + 1) * 128; ++c)
-              dot += (int64_t{Q4Get(m.q.codes.data() + r * cols / 2, c)} - z) *
-                     rt::Q4FixedValue(xa, cols, t, c);
+            for (int64_t c = b * 128; c < (b + 1) * 128; ++c) {
+              const int64_t code = k.q4 ? int64_t{Q4Get(m.q.codes.data() + r * cols / 2, c)}
+                                        : int64_t{int8_t(m.q.codes[r * cols + c])};
+              dot += (code - z) * rt::Fixed16Value(xa, cols, layout, t, c);
+            }
             const double term = double(m.q.scales[r * ng + g]) * xa.scales[t * nb + b] * dot;
             exact += term;
             magnitude += std::fabs(term);
