@@ -91,6 +91,10 @@ int ThreadCount(int n_threads);
 // dt_proj (2048 x 64) on both cores instead of leaving one idle; tiny models
 // and element-wise steps below it stay on one thread.
 inline constexpr int64_t kMinParallelWork = int64_t{1} << 17;
+// The causal conv's work per channel and tap in those units: one multiply-add,
+// plus the channel's SiLU (an exp and a divide) spread over its taps, and at
+// decode the taps and the conv state come from L3 (~60 KB per layer), not L1.
+inline constexpr int64_t kConvWorkPerTap = 32;
 inline bool WorthThreads(int64_t work, int n_threads) {
   return n_threads > 1 && work >= kMinParallelWork;
 }
