@@ -4,6 +4,7 @@
 #include <cmath>
 
 #include "runtime_cpu/activations.h"
+#include "runtime_cpu/activations512.h"
 #include "runtime_cpu/simd_dispatch.h"
 #include "runtime_cpu/weight.h"
 
@@ -173,29 +174,6 @@ void Mamba1ScanByChannel(int64_t L, int64_t d0, int64_t d1, int64_t N, const flo
 }
 
 #ifdef SSMQ_HAVE_X86_KERNELS
-// FastExp (activations.h) on 16 lanes: the same clamp, reduction and polynomial.
-SSMQ_TARGET_AVX512 inline __m512 FastExp512(__m512 x) {
-  const __m512 k_min = _mm512_set1_ps(-87.33f), shift = _mm512_set1_ps(12582912.0f);
-  const __m512 xc = _mm512_min_ps(_mm512_max_ps(x, k_min), _mm512_set1_ps(88.0f));
-  const __m512 t = _mm512_fmadd_ps(xc, _mm512_set1_ps(1.44269504088896341f), shift);
-  const __m512 n = _mm512_sub_ps(t, shift);
-  __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), xc);
-  r = _mm512_fnmadd_ps(n, _mm512_set1_ps(-2.12194440e-4f), r);
-  __m512 p = _mm512_set1_ps(1.0f / 5040.0f);
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 720.0f));
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 120.0f));
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 24.0f));
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 6.0f));
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(0.5f));
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
-  const __m512i ni = _mm512_sub_epi32(_mm512_castps_si512(t), _mm512_castps_si512(shift));
-  const __m512 scale =
-      _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_add_epi32(ni, _mm512_set1_epi32(127)), 23));
-  const __mmask16 under = _mm512_cmp_ps_mask(x, k_min, _CMP_LT_OQ);
-  return _mm512_maskz_mul_ps(static_cast<__mmask16>(~under), p, scale);
-}
-
 // The decode conv for d_conv = 4 (every Mamba checkpoint), 16 channels at a
 // time: the taps [c][4] and the state [c][3] are de-interleaved in registers
 // (two vpermt2ps each) so the four taps are four FMAs over 16 channels, and the
@@ -267,52 +245,34 @@ SSMQ_TARGET_AVX512 int64_t ConvStep4Avx512(const float* x, int64_t c0, int64_t c
   return c;
 }
 
-// One Mamba1 time step (L = 1) for channels [d0, d1), d_state a multiple of
-// 16: the state row of a channel is whole vectors, one horizontal sum per
-// channel (the generic loop's reduction compiles to a serial chain).
-SSMQ_TARGET_AVX512 void Mamba1StepChannels512(int64_t d0, int64_t d1, int64_t N, const float* x,
-                                              const float* dt_raw, const float* B,
-                                              const float* z, const float* A, const float* D,
-                                              float* state, float* y) {
-  const float* C = B + N;
-  for (int64_t d = d0; d < d1; ++d) {
-    const float dtv = Softplus(dt_raw[d]);
-    const float xv = x[d];
-    const __m512 dt_v = _mm512_set1_ps(dtv), dx = _mm512_set1_ps(dtv * xv);
-    const float* a = A + d * N;
-    float* sd = state + d * N;
-    __m512 acc = _mm512_setzero_ps();
-    for (int64_t n = 0; n < N; n += 16) {
-      const __m512 decay = FastExp512(_mm512_mul_ps(dt_v, _mm512_loadu_ps(a + n)));
-      const __m512 v = _mm512_fmadd_ps(decay, _mm512_loadu_ps(sd + n),
-                                       _mm512_mul_ps(dx, _mm512_loadu_ps(B + n)));
-      _mm512_storeu_ps(sd + n, v);
-      acc = _mm512_fmadd_ps(v, _mm512_loadu_ps(C + n), acc);
-    }
-    y[d] = (ReduceAdd512(acc) + D[d] * xv) * Silu(z[d]);
-  }
-}
 #endif
 
 }  // namespace
 
-SSMQ_HOT void Mamba1ScanChannels(int64_t L, int64_t d0, int64_t d1, int64_t N, const float* x,
-                                 int64_t x_stride, const float* dt_raw, int64_t dt_stride,
-                                 const float* bc, int64_t bc_stride, const float* z,
-                                 int64_t z_stride, const float* A, const float* D, float* state,
-                                 float* y, int64_t y_stride) {
+void Mamba1ScanChannels(int64_t L, int64_t d0, int64_t d1, int64_t N, const float* x,
+                        int64_t x_stride, const float* dt_raw, int64_t dt_stride, const float* bc,
+                        int64_t bc_stride, const float* z, int64_t z_stride, const float* A,
+                        const float* D, float* state, float* y, int64_t y_stride) {
+  // Decode (one token): no time loop to amortize the generic loops'
+  // transpose; the AVX-512 step runs over whole state vectors.
+  if (L == 1 && Mamba1Step512Applies(N)) {
+    return Mamba1StepChannels512(d0, d1, N, x, dt_raw, bc, z, A, D, state, y);
+  }
+  Mamba1ScanChannelsGeneric(L, d0, d1, N, x, x_stride, dt_raw, dt_stride, bc, bc_stride, z,
+                            z_stride, A, D, state, y, y_stride);
+}
+
+SSMQ_HOT void Mamba1ScanChannelsGeneric(int64_t L, int64_t d0, int64_t d1, int64_t N,
+                                        const float* x, int64_t x_stride, const float* dt_raw,
+                                        int64_t dt_stride, const float* bc, int64_t bc_stride,
+                                        const float* z, int64_t z_stride, const float* A,
+                                        const float* D, float* state, float* y,
+                                        int64_t y_stride) {
   // Channels go through in blocks of kBlock with the state and A transposed
   // to [n][d] locally, so every inner loop runs over contiguous channels
   // (vectorized across d, no horizontal reductions).
   constexpr int64_t kBlock = 32;
   constexpr int64_t kMaxState = 64;
-#ifdef SSMQ_HAVE_X86_KERNELS
-  // Decode (one token): no time loop to amortize the transpose below; the
-  // AVX-512 step runs over whole state vectors. Elsewhere the loops below.
-  if (L == 1 && N % 16 == 0 && CpuIsa() == KernelIsa::kAvx512) {
-    return Mamba1StepChannels512(d0, d1, N, x, dt_raw, bc, z, A, D, state, y);
-  }
-#endif
   if (N > kMaxState) {
     Mamba1ScanByChannel(L, d0, d1, N, x, x_stride, dt_raw, dt_stride, bc, bc_stride, z, z_stride,
                         A, D, state, y, y_stride);

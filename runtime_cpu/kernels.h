@@ -33,6 +33,27 @@ void Mamba1ScanChannels(int64_t L, int64_t d0, int64_t d1, int64_t N, const floa
                         int64_t bc_stride, const float* z, int64_t z_stride, const float* A,
                         const float* D, float* state, float* y, int64_t y_stride);
 
+// Mamba1ScanChannels without the AVX-512 decode step below: the blocked
+// plain loops (vectorized by the compiler) for every L. The tests'
+// reference for the step.
+void Mamba1ScanChannelsGeneric(int64_t L, int64_t d0, int64_t d1, int64_t N, const float* x,
+                               int64_t x_stride, const float* dt_raw, int64_t dt_stride,
+                               const float* bc, int64_t bc_stride, const float* z,
+                               int64_t z_stride, const float* A, const float* D, float* state,
+                               float* y, int64_t y_stride);
+
+// The decode step (L = 1) with AVX-512, 16 channels at a time
+// (mamba1_step.cpp), when Mamba1Step512Applies(N): an AVX-512 CPU and
+// d_state a multiple of 16. Mamba1ScanChannels takes it for L = 1; the
+// mixer's decode calls the SsmStateRef form (runtime_impl.h), which also
+// reads and writes an int8 or f16 state in place. Arguments as
+// Mamba1ScanChannels for one token (x, dt_raw, z, y indexed by channel;
+// bc: B [N] then C [N]).
+bool Mamba1Step512Applies(int64_t N);
+void Mamba1StepChannels512(int64_t d0, int64_t d1, int64_t N, const float* x, const float* dt_raw,
+                           const float* bc, const float* z, const float* A, const float* D,
+                           float* state, float* y);
+
 // Mamba2 dimensions. Per token the conv output row holds x [H*P], B [G][N], C [G][N].
 struct Mamba2Dims {
   int64_t n_heads = 0;   // H

@@ -1,6 +1,7 @@
 // Mamba1 mixer: in_proj -> causal conv + SiLU -> x_proj (dt, B, C) ->
 // dt_proj -> softplus + selective scan (gated by silu(z)) -> out_proj.
-// Prefill and Step share this code: the scan is sequential in time either way.
+// Prefill and Step share this code: the scan is sequential in time either way
+// (Step on AVX-512 takes the fused one-token kernel, mamba1_step.cpp).
 #include <algorithm>
 
 #include "runtime_cpu/activations.h"
@@ -9,7 +10,7 @@
 namespace ssmq {
 
 void Runtime::Impl::Mamba1Mixer(int l, int64_t batch, int64_t seq_len, float* conv_state,
-                                const rt::SsmStateRef& ssm) {
+                                const rt::SsmStateRef& ssm, bool recurrent) {
   const rt::LayerWeights& w = layers[l];
   rt::Scratch& s = scratch;
   const int64_t T = batch * seq_len, L = seq_len;
@@ -53,12 +54,22 @@ void Runtime::Impl::Mamba1Mixer(int l, int64_t batch, int64_t seq_len, float* co
   rt::FakeQuantize(act[ActSite::kDtProjOutput], s.dt.data(), di, T, di, n_threads);
   // softplus(dt) happens inside the scan. Each state element costs an exp and
   // a handful of flops (~32 multiply-add equivalents): at decode a 2048 x 16
-  // state is worth two threads.
+  // state is worth two threads. Decode (one token per sequence) with the
+  // AVX-512 step steps an int8 / f16 state in place; otherwise the rows go
+  // through the f32 scratch (state rows are channels).
+  const bool fused_step = recurrent && L == 1 && rt::Mamba1Step512Applies(N);
 #pragma omp parallel for num_threads(nt) schedule(static) collapse(2) if (rt::WorthThreads(32 * T * di * N, nt))
   for (int64_t b = 0; b < batch; ++b) {
     for (int64_t blk = 0; blk < n_blocks; ++blk) {
       const int64_t d0 = blk * kChannelBlock, d1 = std::min(di, d0 + kChannelBlock);
-      ssm.Load(b * di + d0, d1 - d0);  // state rows are channels
+      if (fused_step) {
+        rt::Mamba1StepChannels512(ssm, b * di, d0, d1, N, s.conv_out.data() + b * di,
+                                  s.dt.data() + b * di, s.dbc.data() + b * dbc_dim + R,
+                                  s.proj.data() + b * ipd + di, w.a.data(), w.d.f32,
+                                  s.y.data() + b * di);
+        continue;
+      }
+      ssm.Load(b * di + d0, d1 - d0);
       rt::Mamba1ScanChannels(L, d0, d1, N, s.conv_out.data() + b * L * di, di,
                              s.dt.data() + b * L * di, di, s.dbc.data() + b * L * dbc_dim + R,
                              dbc_dim, s.proj.data() + b * L * ipd + di, ipd, w.a.data(), w.d.f32,

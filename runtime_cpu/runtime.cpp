@@ -419,7 +419,7 @@ Status Runtime::Impl::Forward(std::span<const int32_t> tokens, int64_t batch, in
     float* ssm_state = ssm.f32;  // after the mixer: the layer's final state in float
     Observe(ObsSite::kInProjInput, l, s.normed.data(), T, dm, dm);
     if (hp.arch == Arch::kMamba1) {
-      Mamba1Mixer(l, batch, seq_len, conv_state, ssm);
+      Mamba1Mixer(l, batch, seq_len, conv_state, ssm, recurrent);
     } else {
       Mamba2Mixer(l, batch, seq_len, conv_state, ssm, recurrent);
     }

@@ -82,6 +82,17 @@ struct SsmStateRef {
   }
 };
 
+// One Mamba1 decode step (one token) of channels [d0, d1) of one sequence
+// whose channel d is state row row0 + d, straight on the state storage: an
+// int8 cache or f16 state is read and written in registers (no f32 copy),
+// 16 channels at a time, with AVX-512 and d_state a multiple of 16
+// (Mamba1Step512Applies, kernels.h; mamba1_step.cpp). Same arithmetic as
+// Load + Mamba1ScanChannels(L = 1) + Store. Elsewhere it is exactly that.
+// x, dt_raw, z, y: the sequence's rows [d_inner]; bc: its B [N] then C [N].
+void Mamba1StepChannels512(const SsmStateRef& ssm, int64_t row0, int64_t d0, int64_t d1,
+                           int64_t N, const float* x, const float* dt_raw, const float* bc,
+                           const float* z, const float* A, const float* D, float* y);
+
 // Activation quantization of one layer (model/act_sites.h): one ActQuant per
 // row site (kNone where the file keeps the site float), the dt_proj input
 // (mamba1: the dt_in slice of x_proj_output) and the state cache.
@@ -184,9 +195,10 @@ struct Runtime::Impl {
 
   // Runs the mixer of layer `l` on u [batch*seq_len][d_model] (rows b*seq_len + t),
   // writing mixer_out. recurrent: one token per sequence through the step
-  // path (Mamba2), otherwise the chunked scan.
+  // path, which may leave ssm.f32 (scratch for an int8 / f16 state) stale;
+  // otherwise the scan (Mamba2: chunked), after which ssm.f32 holds the state.
   void Mamba1Mixer(int l, int64_t batch, int64_t seq_len, float* conv_state,
-                   const rt::SsmStateRef& ssm);
+                   const rt::SsmStateRef& ssm, bool recurrent);
   void Mamba2Mixer(int l, int64_t batch, int64_t seq_len, float* conv_state, const rt::SsmStateRef& ssm,
                    bool recurrent);
   // Which logits Forward computes: every position, only each sequence's last

@@ -1,4 +1,6 @@
-// The int8 SSM-state cache (site ssm_state). Every Step dequantizes and
+// The int8 SSM-state cache (site ssm_state). Prefill (and a Step without
+// the AVX-512 step kernels: Mamba2StepHeadInt8 below, Mamba1StepChannels512
+// in mamba1_step.cpp, which convert in registers) dequantizes and
 // requantizes a layer's whole state, so both loops are plain element-wise
 // code the compiler vectorizes (SSMQ_HOT: AVX2 clone where available):
 //   code = clamp(RNE(h · (1/s)), ±127)   (the reciprocal is precomputed; the

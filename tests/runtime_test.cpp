@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <bit>
 #include <cmath>
 #include <cstdio>
 #include <map>
@@ -17,8 +18,11 @@
 #include "convert/safetensors.h"
 #include "format/quant.h"
 #include "runtime_cpu/activations.h"
+#include "runtime_cpu/activations512.h"
 #include "runtime_cpu/kernels.h"
+#include "runtime_cpu/quant_matmul.h"
 #include "runtime_cpu/runtime.h"
+#include "runtime_cpu/runtime_impl.h"
 #include "runtime_cpu/sampling.h"
 #include "runtime_cpu/weight.h"
 #include "tests/test_util.h"
@@ -254,6 +258,178 @@ TEST_P(Mamba1Scan, MatchesFormula) {
       const double zz = z[t * di + d];
       const double ref = (acc + D[d] * x[t * di + d]) * zz / (1 + std::exp(-zz));
       EXPECT_NEAR(y[t * di + d], ref, 1e-5);
+    }
+  }
+}
+
+#ifdef SSMQ_HAVE_X86_KERNELS
+// Softplus512 / Silu512 over n values (a multiple of 16), and the scalar
+// functions compiled for the same target (with FMA: what the AVX-512 kernels
+// that called them used).
+SSMQ_TARGET_AVX512 void Softplus512Rows(const float* v, int64_t n, float* out) {
+  for (int64_t i = 0; i < n; i += 16) {
+    _mm512_storeu_ps(out + i, rt::Softplus512(_mm512_loadu_ps(v + i)));
+  }
+}
+SSMQ_TARGET_AVX512 void Silu512Rows(const float* v, int64_t n, float* out) {
+  for (int64_t i = 0; i < n; i += 16) {
+    _mm512_storeu_ps(out + i, rt::Silu512(_mm512_loadu_ps(v + i)));
+  }
+}
+SSMQ_TARGET_AVX512 __attribute__((noinline)) float SoftplusFma(float v) { return rt::Softplus(v); }
+SSMQ_TARGET_AVX512 __attribute__((noinline)) float SiluFma(float v) { return rt::Silu(v); }
+#endif
+
+// Distance in units in the last place between two finite floats of one sign.
+int64_t UlpDistance(float a, float b) {
+  return std::abs(int64_t{std::bit_cast<int32_t>(a)} - int64_t{std::bit_cast<int32_t>(b)});
+}
+
+// The 16-lane activations against the scalar ones over the whole range:
+// below exp's range, tiny softplus (e below half an ulp of 1), the threshold
+// 20, large |x|. Against the scalar functions compiled with FMA (GCC 12
+// contracts them exactly where the vector code has its FMAs: measured 0 ulp
+// apart) within 2 ulp, so other contraction choices pass; against this
+// file's baseline (no FMA) build within 4 ulp (measured 3, silu of x near
+// -17 where exp(-x) is large).
+TEST(RuntimeKernels, Softplus512AndSilu512MatchScalar) {
+  if (rt::BestKernelIsa() < rt::KernelIsa::kAvx512) GTEST_SKIP() << "no AVX-512";
+#ifdef SSMQ_HAVE_X86_KERNELS
+  std::vector<float> v;
+  for (float a = -120.0f; a <= 120.0f; a += 0.00731f) v.push_back(a);
+  for (float a = 1e-30f; a < 10.0f; a *= 1.01f) v.push_back(-a), v.push_back(a);
+  v.insert(v.end(), {0.0f, -0.0f, 20.0f, std::nextafter(20.0f, 21.0f), -87.33f, 88.0f, 1e30f,
+                     -1e30f});
+  while (v.size() % 16) v.push_back(1.0f);
+  std::vector<float> sp(v.size()), si(v.size());
+  Softplus512Rows(v.data(), int64_t(v.size()), sp.data());
+  Silu512Rows(v.data(), int64_t(v.size()), si.data());
+  int64_t worst_sp = 0, worst_si = 0, worst_sp_plain = 0, worst_si_plain = 0;
+  for (size_t i = 0; i < v.size(); ++i) {
+    const float want_sp = SoftplusFma(v[i]), want_si = SiluFma(v[i]);
+    if (want_sp == 0.0f) {
+      EXPECT_EQ(sp[i], 0.0f) << v[i];
+    } else {
+      worst_sp = std::max(worst_sp, UlpDistance(sp[i], want_sp));
+      worst_sp_plain = std::max(worst_sp_plain, UlpDistance(sp[i], rt::Softplus(v[i])));
+    }
+    if (std::fabs(want_si) < 1e-37f) {  // silu(0), and x / a huge 1 + exp(-x) near the denormals
+      EXPECT_LE(std::fabs(si[i] - want_si), 1e-37f) << v[i];
+    } else {
+      worst_si = std::max(worst_si, UlpDistance(si[i], want_si));
+      worst_si_plain = std::max(worst_si_plain, UlpDistance(si[i], rt::Silu(v[i])));
+    }
+  }
+  EXPECT_LE(worst_sp, 2);
+  EXPECT_LE(worst_si, 2);
+  EXPECT_LE(worst_sp_plain, 4);
+  EXPECT_LE(worst_si_plain, 4);
+#endif
+}
+
+// The decode step on AVX-512 straight on the state storage
+// (Mamba1StepChannels512 with an f32, int8 or f16 SsmStateRef) against the
+// generic path: Load (dequantize / convert) -> Mamba1ScanChannelsGeneric
+// with L = 1 -> Store. d_inner 50 (three whole 16-channel blocks and a
+// tail), two sequences, the channels in two calls ([0, 20) and [20, 50):
+// tails of 4 and 2 channels, a call starting inside a scale group), int8
+// scale groups of 5 rows (groups straddle the blocks), six steps. Each step
+// starts both sides from the same state, so a difference never carries on.
+// Both sides compute the same formula in the same order except that
+// softplus / silu (scalar vs 16 lanes, FMA contractions as the compiler
+// chose) may differ by an ulp and the sum over n is a tree instead of a
+// serial chain. Tolerances: y 1e-5 relative (measured <= 1.9e-6, the
+// summation order); an f32 state 2e-6 relative; an int8 code within one
+// code, an f16 value within one f16 ulp, where an ulp of dt moves the value
+// across a rounding boundary (with GCC 12 the states come out identical:
+// the step's softplus equals the generic loop's bit for bit).
+class Mamba1FusedStep : public ::testing::TestWithParam<int64_t> {};
+INSTANTIATE_TEST_SUITE_P(RuntimeKernels, Mamba1FusedStep, ::testing::Values(16, 32),
+                         [](const ::testing::TestParamInfo<int64_t>& info) {
+                           char name[32];
+                           std::snprintf(name, sizeof name, "N%d", int(info.param));
+                           return std::string(name);
+                         });
+
+TEST_P(Mamba1FusedStep, MatchesLoadScanStore) {
+  if (rt::BestKernelIsa() < rt::KernelIsa::kAvx512) GTEST_SKIP() << "no AVX-512";
+  const int64_t N = GetParam(), di = 50, batch = 2, rows = batch * di, steps = 6;
+  const auto A = RandomVector(di * N, 40, -3.0f, -0.1f), D = RandomVector(di, 41);
+  rt::StateQuant sq;
+  sq.rows_per_group = 5;
+  sq.d_state = N;
+  sq.scales = RandomVector(di / sq.rows_per_group * N, 42, 0.004f, 0.02f);
+  for (float s : sq.scales) sq.inv_scales.push_back(1.0f / s);
+  enum class Kind { kF32, kInt8, kF16 };
+  for (Kind kind : {Kind::kF32, Kind::kInt8, Kind::kF16}) {
+    SCOPED_TRACE(kind == Kind::kF32 ? "f32" : kind == Kind::kInt8 ? "int8" : "f16");
+    // The two sides' storage: f32 rows, or codes / halves and f32 scratch.
+    std::vector<float> f32_ref(rows * N), f32_new(rows * N);
+    std::vector<int8_t> codes_ref(rows * N), codes_new;
+    std::vector<uint16_t> half_ref(rows * N), half_new;
+    const auto init = RandomVector(rows * N, 43, -1.5f, 1.5f);
+    for (int64_t i = 0; i < rows * N; ++i) {
+      f32_ref[i] = init[i];
+      codes_ref[i] = static_cast<int8_t>(std::lround(std::clamp(init[i] * 60.0f, -127.0f, 127.0f)));
+      half_ref[i] = F32ToF16(init[i]);
+    }
+    auto ref = [&](std::vector<float>& f32) {
+      rt::SsmStateRef r{.f32 = f32.data()};
+      if (kind == Kind::kInt8) r.codes = codes_ref.data(), r.sq = &sq;
+      if (kind == Kind::kF16) r.half = half_ref.data(), r.d_state = N;
+      return r;
+    };
+    for (int64_t t = 0; t < steps; ++t) {
+      SCOPED_TRACE("step " + std::to_string(t));
+      // Both sides from the reference's state; the new side's f32 scratch poisoned (unused).
+      f32_new = kind == Kind::kF32 ? f32_ref : std::vector<float>(rows * N, NAN);
+      codes_new = codes_ref;
+      half_new = half_ref;
+      rt::SsmStateRef fused = ref(f32_new);
+      if (kind == Kind::kInt8) fused.codes = codes_new.data();
+      if (kind == Kind::kF16) fused.half = half_new.data();
+      const rt::SsmStateRef reference = ref(f32_ref);
+      const uint64_t seed = 100 + 10 * t;
+      const auto x = RandomVector(batch * di, seed);
+      const auto z = RandomVector(batch * di, seed + 1, -6.0f, 6.0f);
+      const auto dt_raw = RandomVector(batch * di, seed + 2, -6.0f, 3.0f);
+      const auto bc = RandomVector(batch * 2 * N, seed + 3);
+      std::vector<float> y_ref(batch * di), y_new(batch * di);
+      for (int64_t b = 0; b < batch; ++b) {
+        for (auto [d0, d1] : {std::pair<int64_t, int64_t>{0, 20}, {20, di}}) {
+          const float *xb = x.data() + b * di, *dtb = dt_raw.data() + b * di;
+          const float *zb = z.data() + b * di, *bcb = bc.data() + b * 2 * N;
+          reference.Load(b * di + d0, d1 - d0);
+          rt::Mamba1ScanChannelsGeneric(1, d0, d1, N, xb, di, dtb, di, bcb, 2 * N, zb, di,
+                                        A.data(), D.data(), f32_ref.data() + b * di * N,
+                                        y_ref.data() + b * di, di);
+          reference.Store(b * di + d0, d1 - d0);
+          rt::Mamba1StepChannels512(fused, b * di, d0, d1, N, xb, dtb, bcb, zb, A.data(),
+                                    D.data(), y_new.data() + b * di);
+        }
+      }
+      for (int64_t i = 0; i < batch * di; ++i) {
+        EXPECT_NEAR(y_new[i], y_ref[i], 1e-5f * std::max(1.0f, std::fabs(y_ref[i]))) << "y " << i;
+      }
+      int64_t off_by_one = 0;
+      for (int64_t i = 0; i < rows * N; ++i) {
+        switch (kind) {
+          case Kind::kF32:
+            ASSERT_NEAR(f32_new[i], f32_ref[i], 2e-6f * std::max(1.0f, std::fabs(f32_ref[i])))
+                << "state " << i;
+            break;
+          case Kind::kInt8:
+            ASSERT_LE(std::abs(codes_new[i] - codes_ref[i]), 1) << "code " << i;
+            off_by_one += codes_new[i] != codes_ref[i];
+            break;
+          case Kind::kF16:
+            ASSERT_LE(std::abs(int(half_new[i]) - int(half_ref[i])), 1) << "half " << i;
+            off_by_one += half_new[i] != half_ref[i];
+            break;
+        }
+      }
+      EXPECT_LE(off_by_one, rows * N / 100) << "codes one apart: an ulp should flip only a few";
+      // The next step starts from the reference state on both sides.
     }
   }
 }
