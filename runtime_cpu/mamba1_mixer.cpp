@@ -33,7 +33,7 @@ void Runtime::Impl::Mamba1Mixer(int l, int64_t batch, int64_t seq_len, float* co
   constexpr int64_t kChannelBlock = 64;
   const int64_t n_blocks = (di + kChannelBlock - 1) / kChannelBlock;
   const float* conv_b = w.conv_b.present() ? w.conv_b.f32 : nullptr;
-#pragma omp parallel for num_threads(nt) schedule(static) collapse(2) if (rt::WorthThreads(4 * T * di * K, nt))
+#pragma omp parallel for num_threads(nt) schedule(static) collapse(2) if (rt::WorthThreads(rt::kConvWorkPerTap * T * di * K, nt))
   for (int64_t b = 0; b < batch; ++b) {
     for (int64_t blk = 0; blk < n_blocks; ++blk) {
       const int64_t c0 = blk * kChannelBlock, c1 = std::min(di, c0 + kChannelBlock);
