@@ -7,15 +7,19 @@
 # separately; nothing of llama.cpp lives in this repository). Per preset:
 #   ssmq synth -> ssmq convert to f16 / w8a8 / w4a8 / w4a16 .ssmq
 #   -> ssmq export of the f16 file to GGUF F16 / Q8_0 / Q4_0
-#   -> llama-bench -p P -n G -t T -r R -o json on each GGUF
-#   -> ssmq bench FILE --prompt-len P --gen-len G --threads T --reps R --json on each .ssmq
+#   -> R rounds, each: llama-bench -p P -n G -t T -r 1 -o json on each GGUF, then
+#      ssmq bench FILE --prompt-len P --gen-len G --threads T --reps 1 --json on each .ssmq
 # and appends one markdown table (ours f16 vs llama F16, w8a8 vs Q8_0, w4a8 and
 # w4a16 vs Q4_0, and f16 / w4a16 again with --f16-state; prefill and decode
-# tokens/s and the ratio ours/llama) to bench/results/llamacpp_side_by_side.md.
+# tokens/s, medians over the rounds, and the ratio ours/llama) to
+# bench/results/llamacpp_side_by_side.md. The rounds interleave the two
+# programs so that both see the same minutes of a shared machine, whose speed
+# drifts by ±20% over a few minutes: R repetitions of one program followed by
+# R of the other compared two different machines.
 #
 # Options:
 #   --presets "mamba-370m mamba2-370m"   ssmq synth presets (ssmq synth --help lists them)
-#   --threads 2 --prompt-len 512 --gen-len 64 --reps 3
+#   --threads 2 --prompt-len 512 --gen-len 64 --reps 3   (--reps: interleaved rounds)
 #   --work DIR          where the model files go (default /tmp; ~3.5 GB per 370m preset)
 #   --ssmq PATH         the ssmq binary (default build/release/ssmq)
 #   --calib FILE        calibration text of the A8 conversions (default tests/fixtures/data/tinyshakespeare.txt)
@@ -136,34 +140,30 @@ for preset in $PRESETS; do
         "${t^^}" "$THREADS"
     fi
   done
-  # 3. llama.cpp
-  for t in f16 q8_0 q4_0; do
-    log "llama-bench $preset $t"
-    g="$d/$t.gguf"
-    [[ $t == f16 ]] || g="$d/$t$GGUF_SUFFIX.gguf"
-    if ! "$LLAMA_BENCH" -m "$g" -p "$PROMPT_LEN" -n "$GEN_LEN" -t "$THREADS" -r "$REPS" -o json \
-        > "$d/llama_$t.json" 2> "$d/llama_$t.log"; then
-      log "llama-bench failed on $g (see $d/llama_$t.log)"
-      echo "[]" > "$d/llama_$t.json"
-    fi
-  done
-  # 4. ours
-  for s in f16 w8a8 w4a8 w4a16; do
-    log "ssmq bench $preset $s"
-    if ! "$SSMQ" bench "$d/$s.ssmq" --prompt-len "$PROMPT_LEN" --gen-len "$GEN_LEN" --threads "$THREADS" \
-        --reps "$REPS" --json > "$d/ours_$s.json" 2> "$d/ours_$s.log"; then
-      log "ssmq bench failed on $d/$s.ssmq (see $d/ours_$s.log)"
-      echo "{}" > "$d/ours_$s.json"
-    fi
-  done
-  # the float-state models again with the state kept in f16 (--f16-state)
-  for s in f16 w4a16; do
-    log "ssmq bench $preset $s --f16-state"
-    if ! "$SSMQ" bench "$d/$s.ssmq" --prompt-len "$PROMPT_LEN" --gen-len "$GEN_LEN" --threads "$THREADS" \
-        --reps "$REPS" --f16-state --json > "$d/ours_${s}_f16state.json" 2> "$d/ours_${s}_f16state.log"; then
-      log "ssmq bench --f16-state failed on $d/$s.ssmq (see $d/ours_${s}_f16state.log)"
-      echo "{}" > "$d/ours_${s}_f16state.json"
-    fi
+  # 3. R interleaved rounds: llama.cpp's three files, then our six runs.
+  for ((round = 1; round <= REPS; round++)); do
+    for t in f16 q8_0 q4_0; do
+      log "round $round/$REPS: llama-bench $preset $t"
+      g="$d/$t.gguf"
+      [[ $t == f16 ]] || g="$d/$t$GGUF_SUFFIX.gguf"
+      if ! "$LLAMA_BENCH" -m "$g" -p "$PROMPT_LEN" -n "$GEN_LEN" -t "$THREADS" -r 1 -o json \
+          > "$d/llama_${t}_r$round.json" 2> "$d/llama_${t}_r$round.log"; then
+        log "llama-bench failed on $g (see $d/llama_${t}_r$round.log)"
+        echo "[]" > "$d/llama_${t}_r$round.json"
+      fi
+    done
+    # ours; the float-state models again with the state kept in f16 (--f16-state)
+    for run in f16 w8a8 w4a8 w4a16 f16_f16state w4a16_f16state; do
+      s="${run%_f16state}"
+      extra=()
+      [[ $run == *_f16state ]] && extra=(--f16-state)
+      log "round $round/$REPS: ssmq bench $preset $s ${extra[*]}"
+      if ! "$SSMQ" bench "$d/$s.ssmq" --prompt-len "$PROMPT_LEN" --gen-len "$GEN_LEN" --threads "$THREADS" \
+          --reps 1 "${extra[@]}" --json > "$d/ours_${run}_r$round.json" 2> "$d/ours_${run}_r$round.log"; then
+        log "ssmq bench failed on $d/$s.ssmq ${extra[*]} (see $d/ours_${run}_r$round.log)"
+        echo "{}" > "$d/ours_${run}_r$round.json"
+      fi
+    done
   done
 done
 
@@ -187,13 +187,32 @@ def load(path, default):
     except (OSError, ValueError):
         return default
 
+import statistics
+
+reps = int(os.environ["REPS"])
+
 def llama(preset, t):
-    rows = load(f"{run_dir}/{preset}/llama_{t}.json", [])
-    pp = next((r for r in rows if r.get("n_prompt", 0) > 0 and r.get("n_gen", 0) == 0), None)
-    tg = next((r for r in rows if r.get("n_gen", 0) > 0 and r.get("n_prompt", 0) == 0), None)
-    def ts(r):
-        return (r["avg_ts"], r.get("stddev_ts", 0.0)) if r else None
-    return ts(pp), ts(tg), (rows[0].get("build_commit") if rows else None)
+    """Median and spread over the rounds of llama-bench's pp and tg tokens/s."""
+    pp, tg, commit = [], [], None
+    for r in range(1, reps + 1):
+        rows = load(f"{run_dir}/{preset}/llama_{t}_r{r}.json", [])
+        for row in rows:
+            commit = commit or row.get("build_commit")
+            if row.get("n_prompt", 0) > 0 and row.get("n_gen", 0) == 0:
+                pp.append(row["avg_ts"])
+            if row.get("n_gen", 0) > 0 and row.get("n_prompt", 0) == 0:
+                tg.append(row["avg_ts"])
+    def ts(v):
+        return (statistics.median(v), statistics.stdev(v) if len(v) > 1 else 0.0) if v else None
+    return ts(pp), ts(tg), commit
+
+def ours(preset, run):
+    """Medians over the rounds of our prefill / decode tokens/s and roofline fraction."""
+    rows = [load(f"{run_dir}/{preset}/ours_{run}_r{r}.json", {}) for r in range(1, reps + 1)]
+    def med(key):
+        v = [o[key] for o in rows if isinstance(o.get(key), (int, float))]
+        return statistics.median(v) if v else None
+    return med("prefill_tokens_per_s"), med("decode_tokens_per_s"), med("roofline_fraction")
 
 def size_mb(path):
     try:
@@ -220,22 +239,22 @@ print(f"\n## Run of {now}\n")
 print(f"- machine: {os.environ['MACHINE']}; load average (1/5/15 min) {os.environ['LOAD']}")
 print(f"- llama.cpp commit: {os.environ['LLAMA_COMMIT']}; ssmq commit: {os.environ['SSMQ_COMMIT']}")
 print(f"- prompt {os.environ['PROMPT_LEN']} tokens, {os.environ['GEN_LEN']} decoded tokens, "
-      f"{os.environ['THREADS']} threads, {os.environ['REPS']} repetitions; batch 1")
+      f"{os.environ['THREADS']} threads, {os.environ['REPS']} interleaved rounds (llama.cpp's 3 files, "
+      f"then our 6 runs, one repetition each); batch 1")
 print(f"- models: `ssmq synth --seed {os.environ['SEED']}` (random weights, published shapes, f16); "
       f"GGUF F16 from `ssmq export` of our f16 file, Q8_0/Q4_0 from "
       f"{'`ssmq export --type q8_0|q4_0`' if os.environ['GGUF_FROM'] == 'ssmq' else '`llama-quantize` of that F16 GGUF'}; "
       f"A8 calibration: "
       f"{os.path.basename(os.environ['CALIB'])}, {os.environ['CALIB_SAMPLES']} windows x {os.environ['CALIB_SEQLEN']} tokens")
-print("- llama.cpp: `llama-bench` pp/tg avg ± stddev tokens/s; ours: `ssmq bench` (prefill/decode tokens/s)\n")
+print("- llama.cpp: `llama-bench` pp/tg tokens/s, median ± stddev over the rounds; ours: `ssmq bench` "
+      "prefill/decode tokens/s and roofline fraction, medians over the rounds\n")
 print("| preset | ours | llama.cpp | ours MB | llama MB | prefill ours | prefill llama | ratio | "
       "decode ours | decode llama | ratio | ours roofline frac |")
 print("|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
 for preset in presets:
     for ours_s, ours_file, gguf_t, label, ours_label in pairs:
-        o = load(f"{run_dir}/{preset}/ours_{ours_s}.json", {})
         pp, tg, _ = llama(preset, gguf_t)
-        op, od = o.get("prefill_tokens_per_s"), o.get("decode_tokens_per_s")
-        rf = o.get("roofline_fraction")
+        op, od, rf = ours(preset, ours_s)
         om = size_mb(f"{run_dir}/{preset}/{ours_file}.ssmq")
         lm = size_mb(f"{run_dir}/{preset}/{gguf_t}{'' if gguf_t == 'f16' else os.environ['GGUF_SUFFIX']}.gguf")
         print(f"| {preset} | {ours_label} | {label} | {fmt(om)} | {fmt(lm)} | {fmt(op)} | "
