@@ -15,8 +15,7 @@ constexpr int64_t kBlockBytes = 4 * 64;  // two hi parts, two lo parts (Fixed16L
 
 // z of the formula: Q4 8 (symmetric) or the stored zero point; Q8 0.
 inline int ZeroAt(const Weight& w, int64_t scale_index) {
-  if (w.format == WeightFormat::kQ8) return 0;
-  return w.zeros ? static_cast<int>(w.zeros[scale_index]) : 8;
+  return w.format == WeightFormat::kQ8 ? 0 : Q4Zero(w, scale_index);
 }
 
 inline int32_t CodeAt(const Weight& w, int64_t r, int64_t c) {

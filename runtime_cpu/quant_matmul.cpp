@@ -21,10 +21,6 @@ namespace ssmq::rt {
 
 namespace {
 
-inline int Q4Zero(const Weight& w, int64_t scale_index) {
-  return w.zeros ? static_cast<int>(w.zeros[scale_index]) : 8;
-}
-
 // ---------------------------------------------------------------- scalar
 
 void Q8RowsScalar(const Weight& w, int64_t r0, int64_t r1, const float* bias, const float* x,

@@ -72,6 +72,12 @@ void MatMul(const Weight& w, const Weight* bias, const float* x, int64_t x_strid
 // the small per-channel parameters only, never for matmul weights.
 void ExpandToF32(Weight& w);
 
+// The zero point z of Q4 scale entry `scale_index` ([rows][groups_per_row()]):
+// the stored one, or 8 for symmetric codes (w.zeros == nullptr).
+inline int Q4Zero(const Weight& w, int64_t scale_index) {
+  return w.zeros ? static_cast<int>(w.zeros[scale_index]) : 8;
+}
+
 // Grows a scratch vector to at least n elements (never shrinks it).
 template <typename T>
 inline void Grow(std::vector<T>& v, size_t n) {
