@@ -107,37 +107,6 @@ struct Int8Rows {
   }
 };
 
-// Lane j of the result = ReduceAdd512(v[j]), bit for bit: the same pairwise
-// tree (lane i + lane i+8, then +4, +2, +1), each level one round of
-// shuffles and adds over all 16 vectors (15 adds instead of 16 x 4).
-SSMQ_TARGET_AVX512 inline __m512 ReduceAdd512x16(const __m512 (&v)[16]) {
-  // u[j]: lanes 0-7 the sums i + i+8 of v[j], lanes 8-15 those of v[j+8].
-  __m512 u[8];
-  for (int j = 0; j < 8; ++j) {
-    u[j] = _mm512_add_ps(_mm512_shuffle_f32x4(v[j], v[j + 8], 0x44),
-                         _mm512_shuffle_f32x4(v[j], v[j + 8], 0xEE));
-  }
-  // w[j], 128-bit blocks: the sums i + i+4 of v[j], v[j+8], v[j+4], v[j+12].
-  __m512 w[4];
-  for (int j = 0; j < 4; ++j) {
-    w[j] = _mm512_add_ps(_mm512_shuffle_f32x4(u[j], u[j + 4], 0x88),
-                         _mm512_shuffle_f32x4(u[j], u[j + 4], 0xDD));
-  }
-  // x[k], block b: the sums i + i+2 (i < 2) of the vector of w[k] there, then of w[k+2].
-  __m512 x[2];
-  for (int k = 0; k < 2; ++k) {
-    x[k] = _mm512_add_ps(_mm512_shuffle_ps(w[k], w[k + 2], 0x44),
-                         _mm512_shuffle_ps(w[k], w[k + 2], 0xEE));
-  }
-  // Whole sums of v[0, 2, 1, 3 | 8, 10, 9, 11 | 4, 6, 5, 7 | 12, 14, 13, 15]:
-  // a permutation that is its own inverse, undone by one vpermps.
-  const __m512 r = _mm512_add_ps(_mm512_shuffle_ps(x[0], x[1], 0x88),
-                                 _mm512_shuffle_ps(x[0], x[1], 0xDD));
-  const __m512i order =
-      _mm512_setr_epi32(0, 2, 1, 3, 8, 10, 9, 11, 4, 6, 5, 7, 12, 14, 13, 15);
-  return _mm512_permutexvar_ps(order, r);
-}
-
 // Channels [d0, d1) of one sequence, state row of channel d: row0 + d. A
 // block of fewer than 16 channels (the tail) runs masked: every channel gets
 // the same arithmetic wherever it falls.

@@ -47,6 +47,59 @@ SSMQ_TARGET_AVX512 inline float ReduceAdd512(__m512 v) {
   s = _mm_add_ss(s, _mm_movehdup_ps(s));
   return _mm_cvtss_f32(s);
 }
+
+// Lane j of the result = ReduceAdd512(v[j]), bit for bit: the same pairwise
+// tree (lane i + lane i+8, then +4, +2, +1), each level one round of
+// shuffles and adds over all 16 vectors (15 adds instead of 16 x 4); `add`
+// is the lane-wise add (float, or int32 through bit casts).
+template <class Add>
+SSMQ_TARGET_AVX512 inline __m512 TransposeReduce16(const __m512 (&v)[16], Add add) {
+  // u[j]: lanes 0-7 the sums i + i+8 of v[j], lanes 8-15 those of v[j+8].
+  __m512 u[8];
+  for (int j = 0; j < 8; ++j) {
+    u[j] = add(_mm512_shuffle_f32x4(v[j], v[j + 8], 0x44),
+               _mm512_shuffle_f32x4(v[j], v[j + 8], 0xEE));
+  }
+  // w[j], 128-bit blocks: the sums i + i+4 of v[j], v[j+8], v[j+4], v[j+12].
+  __m512 w[4];
+  for (int j = 0; j < 4; ++j) {
+    w[j] = add(_mm512_shuffle_f32x4(u[j], u[j + 4], 0x88),
+               _mm512_shuffle_f32x4(u[j], u[j + 4], 0xDD));
+  }
+  // x[k], block b: the sums i + i+2 (i < 2) of the vector of w[k] there, then of w[k+2].
+  __m512 x[2];
+  for (int k = 0; k < 2; ++k) {
+    x[k] = add(_mm512_shuffle_ps(w[k], w[k + 2], 0x44),
+               _mm512_shuffle_ps(w[k], w[k + 2], 0xEE));
+  }
+  // Whole sums of v[0, 2, 1, 3 | 8, 10, 9, 11 | 4, 6, 5, 7 | 12, 14, 13, 15]:
+  // a permutation that is its own inverse, undone by one vpermps.
+  const __m512 r =
+      add(_mm512_shuffle_ps(x[0], x[1], 0x88), _mm512_shuffle_ps(x[0], x[1], 0xDD));
+  const __m512i order =
+      _mm512_setr_epi32(0, 2, 1, 3, 8, 10, 9, 11, 4, 6, 5, 7, 12, 14, 13, 15);
+  return _mm512_permutexvar_ps(order, r);
+}
+
+struct AddPs {
+  SSMQ_TARGET_AVX512 __m512 operator()(__m512 a, __m512 b) const { return _mm512_add_ps(a, b); }
+};
+struct AddEpi32AsPs {  // int32 lanes carried in __m512
+  SSMQ_TARGET_AVX512 __m512 operator()(__m512 a, __m512 b) const {
+    return _mm512_castsi512_ps(_mm512_add_epi32(_mm512_castps_si512(a), _mm512_castps_si512(b)));
+  }
+};
+
+SSMQ_TARGET_AVX512 inline __m512 ReduceAdd512x16(const __m512 (&v)[16]) {
+  return TransposeReduce16(v, AddPs{});
+}
+
+// The same for int32 lanes (exact): lane j = the sum of v[j]'s lanes.
+SSMQ_TARGET_AVX512 inline __m512i ReduceAddEpi32x16(const __m512i (&v)[16]) {
+  __m512 f[16];
+  for (int j = 0; j < 16; ++j) f[j] = _mm512_castsi512_ps(v[j]);
+  return _mm512_castps_si512(TransposeReduce16(f, AddEpi32AsPs{}));
+}
 #endif
 
 // Software prefetch for weight streams. A decode matvec reads every weight

@@ -8,6 +8,7 @@
 #include "runtime_cpu/quant_matmul.h"
 #include "runtime_cpu/f32_gemm.h"
 #include "runtime_cpu/fixed16_decode.h"
+#include "runtime_cpu/fixed16_narrow.h"
 #include "runtime_cpu/simd_dispatch.h"
 
 namespace ssmq::rt {
@@ -215,14 +216,18 @@ void MatMul(const Weight& w, const Weight* bias, const float* x, int64_t x_strid
     float* yb = y + t0 * y_stride;
     const bool expand = direct && tn >= kExpandMinTokens;
     // Decode on AVX-512: Q4/Q8 with 16-bit fixed-point activations
-    // (fixed16_decode.h), else the Q4 table kernel, else the direct kernel.
+    // (fixed16_decode.h; 64-column matrices: fixed16_narrow.h), else the Q4
+    // table kernel, else the direct kernel.
     const bool fixed16 = direct && !expand && Fixed16Applies(w, isa);
-    const bool q4_decode = direct && !expand && !fixed16 && Q4DecodeApplies(w, isa);
+    const bool narrow = direct && !expand && !fixed16 && Fixed16NarrowApplies(w, isa);
+    const bool q4_decode = direct && !expand && !fixed16 && !narrow && Q4DecodeApplies(w, isa);
     const Q4Activations q4_x =
         q4_decode ? PrepareQ4Activations(w, xb, x_stride, tn) : Q4Activations{nullptr};
     const Fixed16Activations fixed_x =
         fixed16 ? PrepareFixed16(xb, x_stride, tn, w.cols, Fixed16LayoutFor(w), isa)
                 : Fixed16Activations{};
+    const Fixed16NarrowActivations narrow_x =
+        narrow ? PrepareFixed16Narrow(w, xb, x_stride, tn) : Fixed16NarrowActivations{};
 #pragma omp parallel for num_threads(nt) schedule(static) if (n_chunks > 1 && WorthThreads(tn * w.rows * w.cols, nt))
     for (int64_t ch = 0; ch < n_chunks; ++ch) {
       const int64_t r0 = ch * kRowChunk;
@@ -238,6 +243,8 @@ void MatMul(const Weight& w, const Weight* bias, const float* x, int64_t x_strid
                  yb + r0, y_stride);
       } else if (fixed16) {
         Fixed16Rows(w, r0, r1, b, fixed_x, tn, yb, y_stride);
+      } else if (narrow) {
+        Fixed16NarrowRows(w, r0, r1, b, narrow_x, tn, yb, y_stride);
       } else if (q4_decode) {
         Q4DecodeRows(w, r0, r1, b, q4_x, tn, yb, y_stride);
       } else {

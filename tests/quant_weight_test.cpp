@@ -23,6 +23,7 @@
 #include "model/model_io.h"
 #include "runtime_cpu/f32_gemm.h"
 #include "runtime_cpu/fixed16_decode.h"
+#include "runtime_cpu/fixed16_narrow.h"
 #include "runtime_cpu/quant_matmul.h"
 #include "runtime_cpu/runtime.h"
 #include "runtime_cpu/weight.h"
@@ -368,6 +369,78 @@ TEST(Fixed16, KernelsMatchFormula) {
       }
     }
   }
+}
+
+// The 64-column kernel (Mamba1 dt_proj at mamba-370m) and its scalar form
+// both equal y = bias + s · scale · T with T exact, to one fp32 rounding;
+// every v within half a step of x / scale; a tail of rows below a 16-row
+// tile; NaN in x gives NaN rows; MatMul picks it and agrees with the float
+// kernel on the dequantized weights to the fixed-point rounding.
+TEST(Fixed16Narrow, KernelsMatchFormula) {
+  struct Case {
+    int64_t rows;
+    bool q4, zero_point;
+  };
+  for (const Case& k : {Case{2048, true, false}, Case{37, true, true}, Case{40, false, false}}) {
+    SCOPED_TRACE(std::string(k.q4 ? "q4 " : "q8 ") + std::to_string(k.rows) + " rows" +
+                 (k.zero_point ? " zero points" : ""));
+    constexpr int64_t cols = rt::kNarrowCols;
+    QuantMatrix m = MakeQuant(k.rows, cols, k.q4, k.q4 ? 64 : 0, k.zero_point, 61);
+    ASSERT_TRUE(rt::Fixed16NarrowApplies(m.w, rt::KernelIsa::kAvx512));
+    ASSERT_FALSE(rt::Fixed16Applies(m.w, rt::KernelIsa::kAvx512));
+    const auto bias = RandomVector(k.rows, 62);
+    for (int64_t tokens : {int64_t{1}, int64_t{3}}) {
+      auto x = RandomVector(tokens * cols, 63 + tokens);
+      x[5] *= 40.0f;  // an outlier sets the scale
+      const rt::Fixed16NarrowActivations xa = rt::PrepareFixed16Narrow(m.w, x.data(), cols, tokens);
+      std::vector<float> ref(tokens * k.rows), simd(tokens * k.rows), via_matmul(tokens * k.rows);
+      rt::Fixed16NarrowRowsScalar(m.w, 0, k.rows, bias.data(), xa, tokens, ref.data(), k.rows);
+      if (rt::BestKernelIsa() == rt::KernelIsa::kAvx512)
+        rt::Fixed16NarrowRows(m.w, 0, k.rows, bias.data(), xa, tokens, simd.data(), k.rows);
+      else
+        simd = ref;
+      for (int64_t t = 0; t < tokens; ++t) {
+        for (int64_t c = 0; c < cols; ++c) {
+          const double v = rt::Fixed16NarrowValue(m.w, xa, t, c);
+          ASSERT_LE(std::fabs(v - x[t * cols + c] / xa.scales[t]), 0.5 + 1e-3) << "column " << c;
+        }
+        for (int64_t r = 0; r < k.rows; ++r) {
+          int64_t dot = 0;
+          for (int64_t c = 0; c < cols; ++c) {
+            const int64_t code = k.q4 ? int64_t{Q4Get(m.q.codes.data() + r * cols / 2, c)} -
+                                            (k.zero_point ? m.q.zeros[r] : 8)
+                                      : int64_t{int8_t(m.q.codes[r * cols + c])};
+            dot += code * rt::Fixed16NarrowValue(m.w, xa, t, c);
+          }
+          const double exact = bias[r] + double(m.q.scales[r]) * xa.scales[t] * dot;
+          const double tol = 1e-6 * (std::fabs(bias[r]) + std::fabs(exact - bias[r])) + 1e-30;
+          EXPECT_NEAR(ref[t * k.rows + r], exact, tol) << "scalar, row " << r;
+          EXPECT_NEAR(simd[t * k.rows + r], exact, tol) << "avx512, row " << r;
+        }
+      }
+      // Through MatMul, against the float reference of the dequantized weights.
+      rt::Weight bias_w;
+      bias_w.rows = k.rows;
+      bias_w.cols = 1;
+      bias_w.f32 = bias.data();
+      rt::MatMul(m.w, &bias_w, x.data(), cols, tokens, via_matmul.data(), k.rows, 2);
+      const auto want = Reference(m.dequantized, k.rows, cols, x, tokens, bias);
+      double err = 0, norm = 0;
+      for (size_t i = 0; i < want.size(); ++i) {
+        err += (via_matmul[i] - want[i]) * (via_matmul[i] - want[i]);
+        norm += want[i] * want[i];
+      }
+      EXPECT_LT(std::sqrt(err / norm), 1e-4);
+    }
+  }
+  // A NaN in x: every row of that token NaN.
+  QuantMatrix m = MakeQuant(16, rt::kNarrowCols, true, 64, false, 64);
+  auto x = RandomVector(rt::kNarrowCols, 65);
+  x[7] = NAN;
+  const rt::Fixed16NarrowActivations xa = rt::PrepareFixed16Narrow(m.w, x.data(), 64, 1);
+  std::vector<float> y(16);
+  rt::Fixed16NarrowRows(m.w, 0, 16, nullptr, xa, 1, y.data(), 16);
+  for (float v : y) EXPECT_TRUE(std::isnan(v));
 }
 
 TEST(QuantRecipe, EffectiveGroupSizeFallsBackToEvenDivisor) {
