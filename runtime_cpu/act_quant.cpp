@@ -223,6 +223,20 @@ void FakeQuantize(const ActQuant& aq, float* x, int64_t stride, int64_t rows, in
   }
 }
 
+void FakeQuantizeColumns(const ActQuant& aq, float* x, int64_t stride, int64_t rows, int64_t c0,
+                         int64_t c1) {
+  if (aq.mode != ActQuant::Mode::kStatic) return;  // kNone; dynamic is the caller's error
+  const bool avx2 = UseAvx2();
+  for (int64_t t = 0; t < rows; ++t) {
+    float* xt = x + t * stride;
+    for (int64_t c = c0; c < c1;) {  // group by group
+      const int64_t end = std::min(c1, (c / aq.group + 1) * aq.group);
+      FakeQuantizeSpan(avx2, xt + c, end - c, aq.StaticScale(c));
+      c = end;
+    }
+  }
+}
+
 // Block width of the integer kernel. A group >= cols spans the whole row and
 // so puts no constraint on the blocks; otherwise every block must lie inside
 // one weight group and one activation group, which holds when the block is the

@@ -52,6 +52,10 @@ void QuantizeActivations(const ActQuant& aq, const float* x, int64_t x_stride, i
 // kNone leaves x unchanged.
 void FakeQuantize(const ActQuant& aq, float* x, int64_t stride, int64_t rows, int64_t cols,
                   int n_threads = 1);
+// FakeQuantize of columns [c0, c1) of each row only (the same values), on
+// the calling thread. kNone or kStatic: a dynamic scale needs whole rows.
+void FakeQuantizeColumns(const ActQuant& aq, float* x, int64_t stride, int64_t rows, int64_t c0,
+                         int64_t c1);
 
 // The block width the integer kernel accumulates in int32 before converting to
 // float: the smaller of the weight's group and the static activation group
@@ -72,6 +76,10 @@ int64_t Int8BlockWidth(const Weight& w, const ActQuant& aq);
 void Int8MatMul(const Weight& w, const Weight* bias, const ActQuant& aq, const int8_t* q,
                 const float* row_scales, int64_t n_tokens, float* y, int64_t y_stride,
                 int n_threads);
+// Int8MatMul for rows [row0, row1) only, on the calling thread (MatMulRows).
+void Int8MatMulRows(const Weight& w, const Weight* bias, const ActQuant& aq, const int8_t* q,
+                    const float* row_scales, int64_t n_tokens, float* y, int64_t y_stride,
+                    int64_t row0, int64_t row1);
 
 // The kernel ISA Int8MatMul uses (decided once from CpuIsa(): AVX-512 VNNI,
 // else AVX2, else scalar). Exposed so tests can run the scalar reference and

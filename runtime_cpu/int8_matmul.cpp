@@ -826,9 +826,12 @@ Int8Isa BestInt8Isa() {
   }
 }
 
-void Int8MatMulWithIsa(Int8Isa isa, const Weight& w, const Weight* bias, const ActQuant& aq,
-                       const int8_t* q, const float* row_scales, int64_t n_tokens, float* y,
-                       int64_t y_stride, int n_threads) {
+namespace {
+
+// Rows [row0, row1) over n_threads (1: the calling thread only).
+void Int8MatMulRange(Int8Isa isa, const Weight& w, const Weight* bias, const ActQuant& aq,
+                     const int8_t* q, const float* row_scales, int64_t n_tokens, float* y,
+                     int64_t y_stride, int64_t row0, int64_t row1, int n_threads) {
   // Token blocks and row chunks exactly as MatMul (weight.cpp): a block's
   // activations (<= 64 x cols bytes; the prefill lane path: 256) stay in
   // cache while each weight row streams past them once.
@@ -843,7 +846,8 @@ void Int8MatMulWithIsa(Int8Isa isa, const Weight& w, const Weight* bias, const A
   if (static_cast<int>(isa) > static_cast<int>(BestInt8Isa())) isa = BestInt8Isa();
   const Int8RowsKernel kernel = Int8Kernel(isa, w.format);
   const float* b = bias && bias->present() ? bias->f32 : nullptr;
-  const int64_t n_chunks = (w.rows + kRowChunk - 1) / kRowChunk;
+  const int64_t n_rows = row1 - row0;
+  const int64_t n_chunks = (n_rows + kRowChunk - 1) / kRowChunk;
   const int nt = ThreadCount(n_threads);
   for (int64_t t0 = 0; t0 < n_tokens;) {
 #ifdef SSMQ_HAVE_AVX2_KERNELS
@@ -860,32 +864,44 @@ void Int8MatMulWithIsa(Int8Isa isa, const Weight& w, const Weight* bias, const A
     if (lanes) {  // tokens in lanes; row chunks of four 8-row tiles
       const LanePrep lp = PrepareLanes(w, block, args.q, args.row_scales, tn);
       constexpr int64_t kLaneChunk = 4 * kLaneRows;
-      const int64_t lane_chunks = (w.rows + kLaneChunk - 1) / kLaneChunk;
-#pragma omp parallel for num_threads(nt) schedule(static) if (lane_chunks > 1 && WorthThreads(tn * w.rows * w.cols, nt))
-      for (int64_t ch = 0; ch < lane_chunks; ++ch) {
-        const int64_t r0 = ch * kLaneChunk, r1 = std::min(w.rows, r0 + kLaneChunk);
+      const int64_t lane_chunks = (n_rows + kLaneChunk - 1) / kLaneChunk;
+      ForEachIndex(lane_chunks, nt, WorthThreads(tn * n_rows * w.cols, nt), [&](int64_t ch) {
+        const int64_t r0 = row0 + ch * kLaneChunk, r1 = std::min(row1, r0 + kLaneChunk);
         if (q4) LaneRows<true>(args, lp, r0, r1);
         else LaneRows<false>(args, lp, r0, r1);
-      }
+      });
       continue;
     }
     if (isa == Int8Isa::kAvx512Vnni) {
       const Int8Prep prep = PrepareAvx512(w, block, args.q, tn);
-#pragma omp parallel for num_threads(nt) schedule(static) if (n_chunks > 1 && WorthThreads(tn * w.rows * w.cols, nt))
-      for (int64_t ch = 0; ch < n_chunks; ++ch) {
-        const int64_t r0 = ch * kRowChunk, r1 = std::min(w.rows, r0 + kRowChunk);
+      ForEachIndex(n_chunks, nt, WorthThreads(tn * n_rows * w.cols, nt), [&](int64_t ch) {
+        const int64_t r0 = row0 + ch * kRowChunk, r1 = std::min(row1, r0 + kRowChunk);
         if (q4) RowsAvx512<true>(args, prep, r0, r1);
         else RowsAvx512<false>(args, prep, r0, r1);
-      }
+      });
       continue;
     }
 #endif
-#pragma omp parallel for num_threads(nt) schedule(static) if (n_chunks > 1 && WorthThreads(tn * w.rows * w.cols, nt))
-    for (int64_t ch = 0; ch < n_chunks; ++ch) {
-      const int64_t r0 = ch * kRowChunk;
-      kernel(args, r0, std::min(w.rows, r0 + kRowChunk));
-    }
+    ForEachIndex(n_chunks, nt, WorthThreads(tn * n_rows * w.cols, nt), [&](int64_t ch) {
+      const int64_t r0 = row0 + ch * kRowChunk;
+      kernel(args, r0, std::min(row1, r0 + kRowChunk));
+    });
   }
+}
+
+}  // namespace
+
+void Int8MatMulWithIsa(Int8Isa isa, const Weight& w, const Weight* bias, const ActQuant& aq,
+                       const int8_t* q, const float* row_scales, int64_t n_tokens, float* y,
+                       int64_t y_stride, int n_threads) {
+  Int8MatMulRange(isa, w, bias, aq, q, row_scales, n_tokens, y, y_stride, 0, w.rows, n_threads);
+}
+
+void Int8MatMulRows(const Weight& w, const Weight* bias, const ActQuant& aq, const int8_t* q,
+                    const float* row_scales, int64_t n_tokens, float* y, int64_t y_stride,
+                    int64_t row0, int64_t row1) {
+  Int8MatMulRange(BestInt8Isa(), w, bias, aq, q, row_scales, n_tokens, y, y_stride, row0, row1,
+                  1);
 }
 
 void Int8MatMul(const Weight& w, const Weight* bias, const ActQuant& aq, const int8_t* q,

@@ -2,12 +2,21 @@
 // dt_proj -> softplus + selective scan (gated by silu(z)) -> out_proj.
 // Prefill and Step share this code: the scan is sequential in time either way
 // (Step on AVX-512 takes the fused one-token kernel, mamba1_step.cpp).
+#include <omp.h>
+
 #include <algorithm>
 
 #include "runtime_cpu/activations.h"
 #include "runtime_cpu/runtime_impl.h"
 
 namespace ssmq {
+
+namespace {
+
+// Channel blocks small enough to spread over threads, big enough to vectorize.
+constexpr int64_t kChannelBlock = 64;
+
+}  // namespace
 
 void Runtime::Impl::Mamba1Mixer(int l, int64_t batch, int64_t seq_len, float* conv_state,
                                 const rt::SsmStateRef& ssm, bool recurrent) {
@@ -19,6 +28,9 @@ void Runtime::Impl::Mamba1Mixer(int l, int64_t batch, int64_t seq_len, float* co
   const int64_t dbc_dim = R + 2 * N;   // dbc row: dt_in [R], B [N], C [N]
   const int nt = rt::ThreadCount(n_threads);
 
+  if (recurrent && seq_len == 1 && Mamba1ChannelTeamApplies(l, batch))
+    return Mamba1DecodeChannelTeams(l, batch, conv_state, ssm);
+
   const rt::LayerActs& act = w.act;  // activation quantization (kNone: float)
   MatMulAct(w.in_proj, &w.in_proj_bias, act[ActSite::kInProjInput], s.normed.data(), hp.d_model,
             T, s.proj.data(), ipd);
@@ -29,8 +41,6 @@ void Runtime::Impl::Mamba1Mixer(int l, int64_t batch, int64_t seq_len, float* co
   }
   rt::FakeQuantize(act[ActSite::kInProjOutput], s.proj.data(), ipd, T, ipd, n_threads);
 
-  // Channel blocks small enough to spread over threads, big enough to vectorize.
-  constexpr int64_t kChannelBlock = 64;
   const int64_t n_blocks = (di + kChannelBlock - 1) / kChannelBlock;
   const float* conv_b = w.conv_b.present() ? w.conv_b.f32 : nullptr;
 #pragma omp parallel for num_threads(nt) schedule(static) collapse(2) if (rt::WorthThreads(rt::kConvWorkPerTap * T * di * K, nt))
@@ -79,6 +89,99 @@ void Runtime::Impl::Mamba1Mixer(int l, int64_t batch, int64_t seq_len, float* co
   }
 
   OutProjInputTransform(l, s.y.data(), T);  // online Hadamard (when the file says) + observers
+  MatMulAct(w.out_proj, &w.out_proj_bias, act[ActSite::kOutProjInput], s.y.data(), di, T,
+            s.mixer_out.data(), hp.d_model);
+}
+
+bool Runtime::Impl::Mamba1ChannelTeamApplies(int l, int64_t batch) const {
+  if (mamba1_channel_team == 0 || observer || simulate_act_quant) return false;
+  const rt::LayerWeights& w = layers[l];
+  const rt::LayerActs& act = w.act;
+  const int nt = rt::ThreadCount(n_threads);
+  const int64_t di = hp.d_inner;
+  // Column ranges need static (or no) scales where a stage quantizes in place,
+  // and matmuls on the integer or float path (not the simulated one).
+  const auto whole_rows = [&](ActSite site) {
+    return act[site].mode == rt::ActQuant::Mode::kDynamicPerToken;
+  };
+  if (whole_rows(ActSite::kInProjOutput) || whole_rows(ActSite::kConvOutput) ||
+      whole_rows(ActSite::kDtProjOutput))
+    return false;
+  if ((act[ActSite::kInProjInput].enabled() && !w.in_proj.quantized()) ||
+      (act.dt_proj_input.enabled() && !w.dt_proj.quantized()))
+    return false;
+  if (nt < 2 || di < 2 * kChannelBlock || !rt::Mamba1Step512Applies(hp.d_state)) return false;
+  return mamba1_channel_team == 1 || rt::WorthThreads(batch * 2 * di * hp.d_model, nt);
+}
+
+// Stage by stage, Mamba1Mixer at decode opens a team for in_proj, the conv,
+// x_proj, dt_proj, the step and out_proj, and threads wait at the end of
+// each (mamba-370m: ~10% of decode time in libgomp). in_proj's x and z rows,
+// the conv, dt_proj's rows and the step of a channel need nothing from other
+// channels, so here one team runs in_proj + conv and another dt_proj + step,
+// each thread on its own range of channels (its activations prepared in its
+// own buffers). x_proj and out_proj read every channel and keep their teams.
+// Every value is computed by the same kernel as stage by stage.
+void Runtime::Impl::Mamba1DecodeChannelTeams(int l, int64_t batch, float* conv_state,
+                                             const rt::SsmStateRef& ssm) {
+  const rt::LayerWeights& w = layers[l];
+  const rt::LayerActs& act = w.act;
+  rt::Scratch& s = scratch;
+  const int64_t T = batch;  // one token per sequence
+  const int64_t di = hp.d_inner, N = hp.d_state, R = hp.dt_rank, K = hp.d_conv;
+  const int64_t ipd = 2 * di, dbc_dim = R + 2 * N;
+  const int nt = rt::ThreadCount(n_threads);
+  const int64_t n_blocks = (di + kChannelBlock - 1) / kChannelBlock;
+  const float* conv_b = w.conv_b.present() ? w.conv_b.f32 : nullptr;
+  // Thread `t` of `team`: channels [c0, c1), whole channel blocks.
+  struct Channels {
+    int64_t c0, c1;
+  };
+  const auto channels_of = [&](int t, int team) {
+    return Channels{n_blocks * t / team * kChannelBlock,
+                    std::min(di, n_blocks * (t + 1) / team * kChannelBlock)};
+  };
+
+#pragma omp parallel num_threads(nt)
+  {
+    const auto [c0, c1] = channels_of(omp_get_thread_num(), omp_get_num_threads());
+    for (const int64_t base : {int64_t{0}, di}) {  // x rows, then z rows
+      MatMulActRows(w.in_proj, &w.in_proj_bias, act[ActSite::kInProjInput], s.normed.data(),
+                    hp.d_model, T, s.proj.data(), ipd, base + c0, base + c1);
+      rt::FakeQuantizeColumns(act[ActSite::kInProjOutput], s.proj.data(), ipd, T, base + c0,
+                              base + c1);
+    }
+    for (int64_t b = 0; b < batch; ++b) {
+      for (int64_t d0 = c0; d0 < c1; d0 += kChannelBlock) {
+        rt::CausalConvSilu(s.proj.data() + b * ipd, ipd, 1, d0, std::min(c1, d0 + kChannelBlock),
+                           K, w.conv_w.f32, conv_b, conv_state + b * di * (K - 1),
+                           s.conv_out.data() + b * di, di);
+      }
+    }
+    rt::FakeQuantizeColumns(act[ActSite::kConvOutput], s.conv_out.data(), di, T, c0, c1);
+  }
+
+  MatMulAct(w.x_proj, nullptr, act[ActSite::kConvOutput], s.conv_out.data(), di, T, s.dbc.data(),
+            dbc_dim);
+  rt::FakeQuantize(act[ActSite::kXProjOutput], s.dbc.data(), dbc_dim, T, dbc_dim, n_threads);
+
+#pragma omp parallel num_threads(nt)
+  {
+    const auto [c0, c1] = channels_of(omp_get_thread_num(), omp_get_num_threads());
+    MatMulActRows(w.dt_proj, &w.dt_bias, act.dt_proj_input, s.dbc.data(), dbc_dim, T,
+                  s.dt.data(), di, c0, c1);
+    rt::FakeQuantizeColumns(act[ActSite::kDtProjOutput], s.dt.data(), di, T, c0, c1);
+    for (int64_t b = 0; b < batch; ++b) {
+      for (int64_t d0 = c0; d0 < c1; d0 += kChannelBlock) {
+        rt::Mamba1StepChannels512(ssm, b * di, d0, std::min(c1, d0 + kChannelBlock), N,
+                                  s.conv_out.data() + b * di, s.dt.data() + b * di,
+                                  s.dbc.data() + b * dbc_dim + R, s.proj.data() + b * ipd + di,
+                                  w.a.data(), w.d.f32, s.y.data() + b * di);
+      }
+    }
+  }
+
+  OutProjInputTransform(l, s.y.data(), T);
   MatMulAct(w.out_proj, &w.out_proj_bias, act[ActSite::kOutProjInput], s.y.data(), di, T,
             s.mixer_out.data(), hp.d_model);
 }

@@ -246,6 +246,7 @@ Result<std::unique_ptr<Runtime>> Runtime::Create(const Model& model, const Runti
   impl->hp = model.hp;
   impl->n_threads = opts.n_threads;
   impl->simulate_act_quant = opts.simulate_act_quant;
+  impl->mamba1_channel_team = opts.mamba1_channel_team;
   HParams& hp = impl->hp;
   SSMQ_RETURN_IF_ERROR(CheckHParams(hp));
   if (hp.arch == Arch::kMamba2 && hp.norm_group_size == 0) hp.norm_group_size = hp.d_inner;
@@ -297,6 +298,22 @@ void Runtime::Impl::MatMulAct(const rt::Weight& w, const rt::Weight* bias, const
     return;
   }
   rt::MatMul(w, bias, x, x_stride, T, y, y_stride, n_threads);
+}
+
+void Runtime::Impl::MatMulActRows(const rt::Weight& w, const rt::Weight* bias,
+                                  const rt::ActQuant& aq, const float* x, int64_t x_stride,
+                                  int64_t T, float* y, int64_t y_stride, int64_t r0,
+                                  int64_t r1) const {
+  if (aq.enabled() && w.quantized()) {
+    thread_local std::vector<int8_t> codes;  // per thread: grown once, then reused
+    thread_local std::vector<float> row_scales;
+    rt::Grow(codes, static_cast<size_t>(T * w.cols));
+    rt::Grow(row_scales, static_cast<size_t>(T));
+    rt::QuantizeActivations(aq, x, x_stride, T, w.cols, codes.data(), row_scales.data(), 1);
+    rt::Int8MatMulRows(w, bias, aq, codes.data(), row_scales.data(), T, y, y_stride, r0, r1);
+    return;
+  }
+  rt::MatMulRows(w, bias, x, x_stride, T, y, y_stride, r0, r1);
 }
 
 RecurrentState Runtime::NewState(int64_t batch) const {

@@ -47,6 +47,11 @@ struct RuntimeOptions {
   // mamba_ssm also keeps the state in the model's 16-bit dtype. Layers with an
   // int8 state cache keep it.
   bool f16_state = false;
+  // Mamba1 decode: one OpenMP team per stage pair, each thread taking a range
+  // of channels through in_proj + conv and dt_proj + step (the same values
+  // as stage by stage). -1: when the layer is big enough to use threads;
+  // 0: never; 1: whenever it applies (tests compare it with 0).
+  int mamba1_channel_team = -1;
 };
 
 class Runtime {

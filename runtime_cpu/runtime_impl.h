@@ -149,6 +149,7 @@ struct Runtime::Impl {
   HParams hp;
   int n_threads = 0;  // <= 0: OpenMP default at call time
   bool simulate_act_quant = false;  // RuntimeOptions::simulate_act_quant
+  int mamba1_channel_team = -1;     // RuntimeOptions::mamba1_channel_team
   bool any_float_state = true, any_int8_state = false;  // which state buffers exist
   bool any_half_state = false;                          // (RuntimeOptions::f16_state)
   rt::Weight token_embd;   // [vocab, d_model]
@@ -182,6 +183,12 @@ struct Runtime::Impl {
   // oracle), or a float weight: x <- x̂ in place, then the float MatMul.
   void MatMulAct(const rt::Weight& w, const rt::Weight* bias, const rt::ActQuant& aq, float* x,
                  int64_t x_stride, int64_t T, float* y, int64_t y_stride);
+  // Rows [r0, r1) of the integer or float path of MatMulAct, on the calling
+  // thread (own buffers; x untouched): for a thread of a mixer's own team.
+  // Not for the simulated path.
+  void MatMulActRows(const rt::Weight& w, const rt::Weight* bias, const rt::ActQuant& aq,
+                     const float* x, int64_t x_stride, int64_t T, float* y, int64_t y_stride,
+                     int64_t r0, int64_t r1) const;
 
   const rt::Weight& lm_head() const { return hp.tied_embeddings ? token_embd : output; }
   size_t conv_floats_per_layer(int64_t batch) const {
@@ -199,6 +206,11 @@ struct Runtime::Impl {
   // otherwise the scan (Mamba2: chunked), after which ssm.f32 holds the state.
   void Mamba1Mixer(int l, int64_t batch, int64_t seq_len, float* conv_state,
                    const rt::SsmStateRef& ssm, bool recurrent);
+  // Mamba1Mixer's decode with channel teams (RuntimeOptions::mamba1_channel_team):
+  // whether it applies to layer l for `batch` sequences, and the mixer.
+  bool Mamba1ChannelTeamApplies(int l, int64_t batch) const;
+  void Mamba1DecodeChannelTeams(int l, int64_t batch, float* conv_state,
+                                const rt::SsmStateRef& ssm);
   void Mamba2Mixer(int l, int64_t batch, int64_t seq_len, float* conv_state, const rt::SsmStateRef& ssm,
                    bool recurrent);
   // Which logits Forward computes: every position, only each sequence's last

@@ -160,8 +160,12 @@ Result<Weight> LoadWeight(const Model& model, const std::string& name,
   return w;
 }
 
-void MatMul(const Weight& w, const Weight* bias, const float* x, int64_t x_stride,
-            int64_t n_tokens, float* y, int64_t y_stride, int n_threads) {
+namespace {
+
+// Rows [row0, row1) of MatMul over n_threads (1: the calling thread only).
+void MatMulRange(const Weight& w, const Weight* bias, const float* x, int64_t x_stride,
+                 int64_t n_tokens, float* y, int64_t y_stride, int64_t row0, int64_t row1,
+                 int n_threads) {
   // Token blocks keep the activations of one block (<= 64 x cols floats)
   // in L2 while every weight row streams past them once.
   constexpr int64_t kTokenBlock = 64;
@@ -173,7 +177,8 @@ void MatMul(const Weight& w, const Weight* bias, const float* x, int64_t x_strid
   // AVX-512 from this many tokens on: the panel kernel (f32_gemm.h).
   constexpr int64_t kPanelMinTokens = 16;
   const float* b = bias && bias->present() ? bias->f32 : nullptr;
-  const int64_t n_chunks = (w.rows + kRowChunk - 1) / kRowChunk;
+  const int64_t n_rows = row1 - row0;
+  const int64_t n_chunks = (n_rows + kRowChunk - 1) / kRowChunk;
   const int nt = ThreadCount(n_threads);
   const KernelIsa isa = BestKernelIsa();
   const QuantRowsKernel direct = QuantKernel(w.format, isa);
@@ -181,20 +186,20 @@ void MatMul(const Weight& w, const Weight* bias, const float* x, int64_t x_strid
   if (isa == KernelIsa::kAvx512 && n_tokens >= kPanelMinTokens) {
     // Prefill: each 32-row panel is converted to f32 and packed once
     // (F32PackPanel), then every token runs against it.
-    const int64_t n_panels = (w.rows + kF32PanelRows - 1) / kF32PanelRows;
+    const int64_t n_panels = (n_rows + kF32PanelRows - 1) / kF32PanelRows;
     thread_local std::vector<float> packed_x;
     const int64_t padded = (n_tokens + kF32TileTokens - 1) / kF32TileTokens * kF32TileTokens;
     Grow(packed_x, static_cast<size_t>(padded * w.cols));
     float* xp = packed_x.data();
-#pragma omp parallel for num_threads(nt) schedule(static) if (WorthThreads(n_tokens * w.cols, nt))
-    for (int64_t t0 = 0; t0 < n_tokens; t0 += kF32TileTokens) {
+    const int64_t n_tiles = (n_tokens + kF32TileTokens - 1) / kF32TileTokens;
+    ForEachIndex(n_tiles, nt, WorthThreads(n_tokens * w.cols, nt), [&](int64_t i) {
+      const int64_t t0 = i * kF32TileTokens;
       F32PackTokens(x + t0 * x_stride, x_stride, std::min(kF32TileTokens, n_tokens - t0), w.cols,
                     xp + t0 * w.cols);
-    }
-#pragma omp parallel for num_threads(nt) schedule(static) if (n_panels > 1 && WorthThreads(n_tokens * w.rows * w.cols, nt))
-    for (int64_t p = 0; p < n_panels; ++p) {
+    });
+    ForEachIndex(n_panels, nt, WorthThreads(n_tokens * n_rows * w.cols, nt), [&](int64_t p) {
       thread_local std::vector<float> rows_f32, panel;  // grown once per thread, then reused
-      const int64_t r0 = p * kF32PanelRows, r1 = std::min(w.rows, r0 + kF32PanelRows);
+      const int64_t r0 = row0 + p * kF32PanelRows, r1 = std::min(row1, r0 + kF32PanelRows);
       const float* src;
       if (direct) {
         Grow(rows_f32, static_cast<size_t>(kF32PanelRows * w.cols));
@@ -207,7 +212,7 @@ void MatMul(const Weight& w, const Weight* bias, const float* x, int64_t x_strid
       F32PackPanel(src, w.cols, r1 - r0, panel.data());
       F32PanelTokens(panel.data(), w.cols, r1 - r0, b ? b + r0 : nullptr, xp, n_tokens, y + r0,
                      y_stride);
-    }
+    });
     return;
   }
   for (int64_t t0 = 0; t0 < n_tokens; t0 += kTokenBlock) {
@@ -228,10 +233,9 @@ void MatMul(const Weight& w, const Weight* bias, const float* x, int64_t x_strid
                 : Fixed16Activations{};
     const Fixed16NarrowActivations narrow_x =
         narrow ? PrepareFixed16Narrow(w, xb, x_stride, tn) : Fixed16NarrowActivations{};
-#pragma omp parallel for num_threads(nt) schedule(static) if (n_chunks > 1 && WorthThreads(tn * w.rows * w.cols, nt))
-    for (int64_t ch = 0; ch < n_chunks; ++ch) {
-      const int64_t r0 = ch * kRowChunk;
-      const int64_t r1 = std::min(w.rows, r0 + kRowChunk);
+    ForEachIndex(n_chunks, nt, WorthThreads(tn * n_rows * w.cols, nt), [&](int64_t ch) {
+      const int64_t r0 = row0 + ch * kRowChunk;
+      const int64_t r1 = std::min(row1, r0 + kRowChunk);
       if (!direct) {
         f32_rows(w.f32 + r0 * w.cols, w.cols, r1 - r0, b ? b + r0 : nullptr, xb, x_stride, tn,
                  yb + r0, y_stride);
@@ -250,8 +254,20 @@ void MatMul(const Weight& w, const Weight* bias, const float* x, int64_t x_strid
       } else {
         direct(w, r0, r1, b, xb, x_stride, tn, yb, y_stride);
       }
-    }
+    });
   }
+}
+
+}  // namespace
+
+void MatMul(const Weight& w, const Weight* bias, const float* x, int64_t x_stride,
+            int64_t n_tokens, float* y, int64_t y_stride, int n_threads) {
+  MatMulRange(w, bias, x, x_stride, n_tokens, y, y_stride, 0, w.rows, n_threads);
+}
+
+void MatMulRows(const Weight& w, const Weight* bias, const float* x, int64_t x_stride,
+                int64_t n_tokens, float* y, int64_t y_stride, int64_t row0, int64_t row1) {
+  MatMulRange(w, bias, x, x_stride, n_tokens, y, y_stride, row0, row1, 1);
 }
 
 }  // namespace ssmq::rt

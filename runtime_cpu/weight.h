@@ -68,6 +68,12 @@ Result<Weight> LoadWeight(const Model& model, const std::string& name,
 void MatMul(const Weight& w, const Weight* bias, const float* x, int64_t x_stride,
             int64_t n_tokens, float* y, int64_t y_stride, int n_threads);
 
+// MatMul for rows [row0, row1) of W (and y) only, on the calling thread: for
+// callers that split a layer's rows over their own OpenMP team (each thread
+// prepares the activations itself, in its own buffers).
+void MatMulRows(const Weight& w, const Weight* bias, const float* x, int64_t x_stride,
+                int64_t n_tokens, float* y, int64_t y_stride, int64_t row0, int64_t row1);
+
 // Replaces a quantized weight by its dequantized f32 values (owned); used for
 // the small per-channel parameters only, never for matmul weights.
 void ExpandToF32(Weight& w);
@@ -103,6 +109,20 @@ inline constexpr int64_t kMinParallelWork = int64_t{1} << 17;
 inline constexpr int64_t kConvWorkPerTap = 32;
 inline bool WorthThreads(int64_t work, int n_threads) {
   return n_threads > 1 && work >= kMinParallelWork;
+}
+
+// fn(i) for i in [0, n): over n_threads OpenMP threads (static schedule) when
+// `parallel` and there is more than one item, else on the calling thread
+// without opening a team (an `if(false)` parallel region still costs a
+// team of one, ~1 µs, and callers inside their own region want none).
+template <class Fn>
+void ForEachIndex(int64_t n, int n_threads, bool parallel, Fn&& fn) {
+  if (parallel && n_threads > 1 && n > 1) {
+#pragma omp parallel for num_threads(n_threads) schedule(guided)
+    for (int64_t i = 0; i < n; ++i) fn(i);
+    return;
+  }
+  for (int64_t i = 0; i < n; ++i) fn(i);
 }
 
 }  // namespace ssmq::rt

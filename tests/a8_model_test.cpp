@@ -296,6 +296,37 @@ TEST(A8Runtime, StateCacheIsInt8AndStepContinuesPrefill) {
   }
 }
 
+// Mamba1 decode with channel teams (RuntimeOptions::mamba1_channel_team) runs
+// every stage with the same kernels on the same rows: the logits of 12 steps
+// after a prefill are bit for bit those of the stage-by-stage path, for the
+// float model and the integer (A8, with static in-place sites) and fixed-point
+// (w4a16) paths.
+TEST(A8Runtime, Mamba1ChannelTeamsGiveTheSameLogits) {
+  const Model f32 = FixtureModel("mamba1-tiny");
+  const std::vector<int32_t> ids = ReferenceInputIds("mamba1-tiny");
+  for (const char* scheme : {"f32", "w8a8", "w4a16"}) {
+    SCOPED_TRACE(scheme);
+    const Model& m = std::string(scheme) == "f32" ? f32 : Quantized("mamba1-tiny", scheme);
+    std::vector<float> logits[2];
+    for (int team : {0, 1}) {
+      RuntimeOptions ro;
+      ro.n_threads = 2;
+      ro.mamba1_channel_team = team;
+      auto rt = Runtime::Create(m, ro);
+      ASSERT_TRUE(rt.ok()) << rt.status().ToString();
+      RecurrentState st = (*rt)->NewState(1);
+      std::vector<float> out;
+      ASSERT_TRUE((*rt)->Prefill(std::span(ids).first(16), 1, 16, st, out).ok());
+      for (int t = 16; t < 28; ++t) {
+        ASSERT_TRUE((*rt)->Step(std::span(ids).subspan(t, 1), st, out).ok());
+        logits[team].insert(logits[team].end(), out.begin(), out.end());
+      }
+    }
+    ASSERT_EQ(logits[0].size(), logits[1].size());
+    EXPECT_EQ(std::memcmp(logits[0].data(), logits[1].data(), logits[0].size() * sizeof(float)), 0);
+  }
+}
+
 // ------------------------------------------------------------ perplexity targets
 
 struct A8Case {
