@@ -76,10 +76,12 @@ int64_t Int8BlockWidth(const Weight& w, const ActQuant& aq);
 void Int8MatMul(const Weight& w, const Weight* bias, const ActQuant& aq, const int8_t* q,
                 const float* row_scales, int64_t n_tokens, float* y, int64_t y_stride,
                 int n_threads);
-// Int8MatMul for rows [row0, row1) only, on the calling thread (MatMulRows).
-void Int8MatMulRows(const Weight& w, const Weight* bias, const ActQuant& aq, const int8_t* q,
-                    const float* row_scales, int64_t n_tokens, float* y, int64_t y_stride,
-                    int64_t row0, int64_t row1);
+// Int8MatMul of one token block (Int8PlanApplies: at most 64 tokens; the
+// row-tile kernels, not the prefill lane path), prepared (RowsPlan,
+// weight.h); q and row_scales must outlive the plan.
+bool Int8PlanApplies(int64_t n_tokens);
+RowsPlan PlanInt8MatMul(const Weight& w, const Weight* bias, const ActQuant& aq, const int8_t* q,
+                        const float* row_scales, int64_t n_tokens, float* y, int64_t y_stride);
 
 // The kernel ISA Int8MatMul uses (decided once from CpuIsa(): AVX-512 VNNI,
 // else AVX2, else scalar). Exposed so tests can run the scalar reference and

@@ -828,6 +828,55 @@ Int8Isa BestInt8Isa() {
 
 namespace {
 
+constexpr int64_t kInt8RowChunk = 16;
+
+// A decode-sized token block of Int8MatMul, prepared (RowsPlan).
+struct Int8PlanState {
+  Int8Args args;
+  Int8Isa isa;
+  Int8RowsKernel kernel;  // scalar / AVX2
+#ifdef SSMQ_HAVE_AVX2_KERNELS
+  Int8Prep prep;  // AVX-512 VNNI
+#endif
+};
+
+void RunInt8Plan(const Int8PlanState& p, int64_t row0, int64_t row1) {
+  const Weight& w = *p.args.w;
+  if (p.args.block <= 0) {  // a caller bug (see act_quant.h): loud, not silent garbage
+    for (int64_t t = 0; t < p.args.n_tokens; ++t)
+      std::fill(p.args.y + t * p.args.y_stride + row0, p.args.y + t * p.args.y_stride + row1,
+                std::numeric_limits<float>::quiet_NaN());
+    return;
+  }
+  for (int64_t r0 = row0; r0 < row1; r0 += kInt8RowChunk) {
+    const int64_t r1 = std::min(row1, r0 + kInt8RowChunk);
+#ifdef SSMQ_HAVE_AVX2_KERNELS
+    if (p.isa == Int8Isa::kAvx512Vnni) {
+      if (w.format == WeightFormat::kQ4) RowsAvx512<true>(p.args, p.prep, r0, r1);
+      else RowsAvx512<false>(p.args, p.prep, r0, r1);
+      continue;
+    }
+#endif
+    p.kernel(p.args, r0, r1);
+  }
+}
+
+RowsPlan PlanInt8(Int8Isa isa, const Weight& w, const Weight* bias, const ActQuant& aq,
+                  const int8_t* q, const float* row_scales, int64_t n_tokens, float* y,
+                  int64_t y_stride) {
+  if (static_cast<int>(isa) > static_cast<int>(BestInt8Isa())) isa = BestInt8Isa();
+  Int8PlanState p{};
+  const int64_t block = Int8BlockWidth(w, aq);
+  p.args = Int8Args{&w, &aq, block, w.groups_per_row(), q, row_scales,
+                    bias && bias->present() ? bias->f32 : nullptr, n_tokens, y, y_stride};
+  p.isa = isa;
+  p.kernel = Int8Kernel(isa, w.format);
+#ifdef SSMQ_HAVE_AVX2_KERNELS
+  if (isa == Int8Isa::kAvx512Vnni && block > 0) p.prep = PrepareAvx512(w, block, q, n_tokens);
+#endif
+  return RowsPlan::Make<Int8PlanState, RunInt8Plan>(p);
+}
+
 // Rows [row0, row1) over n_threads (1: the calling thread only).
 void Int8MatMulRange(Int8Isa isa, const Weight& w, const Weight* bias, const ActQuant& aq,
                      const int8_t* q, const float* row_scales, int64_t n_tokens, float* y,
@@ -836,7 +885,7 @@ void Int8MatMulRange(Int8Isa isa, const Weight& w, const Weight* bias, const Act
   // activations (<= 64 x cols bytes; the prefill lane path: 256) stay in
   // cache while each weight row streams past them once.
   constexpr int64_t kTokenBlock = 64;
-  constexpr int64_t kRowChunk = 16;
+  constexpr int64_t kRowChunk = kInt8RowChunk;
   const int64_t block = Int8BlockWidth(w, aq);
   if (block <= 0) {  // a caller bug (see act_quant.h): make it loud, not silent garbage
     for (int64_t t = 0; t < n_tokens; ++t)
@@ -844,7 +893,6 @@ void Int8MatMulRange(Int8Isa isa, const Weight& w, const Weight* bias, const Act
     return;
   }
   if (static_cast<int>(isa) > static_cast<int>(BestInt8Isa())) isa = BestInt8Isa();
-  const Int8RowsKernel kernel = Int8Kernel(isa, w.format);
   const float* b = bias && bias->present() ? bias->f32 : nullptr;
   const int64_t n_rows = row1 - row0;
   const int64_t n_chunks = (n_rows + kRowChunk - 1) / kRowChunk;
@@ -872,19 +920,11 @@ void Int8MatMulRange(Int8Isa isa, const Weight& w, const Weight* bias, const Act
       });
       continue;
     }
-    if (isa == Int8Isa::kAvx512Vnni) {
-      const Int8Prep prep = PrepareAvx512(w, block, args.q, tn);
-      ForEachIndex(n_chunks, nt, WorthThreads(tn * n_rows * w.cols, nt), [&](int64_t ch) {
-        const int64_t r0 = row0 + ch * kRowChunk, r1 = std::min(row1, r0 + kRowChunk);
-        if (q4) RowsAvx512<true>(args, prep, r0, r1);
-        else RowsAvx512<false>(args, prep, r0, r1);
-      });
-      continue;
-    }
 #endif
+    const RowsPlan plan = PlanInt8(isa, w, bias, aq, args.q, args.row_scales, tn, args.y, y_stride);
     ForEachIndex(n_chunks, nt, WorthThreads(tn * n_rows * w.cols, nt), [&](int64_t ch) {
       const int64_t r0 = row0 + ch * kRowChunk;
-      kernel(args, r0, std::min(row1, r0 + kRowChunk));
+      plan.Run(r0, std::min(row1, r0 + kRowChunk));
     });
   }
 }
@@ -897,11 +937,13 @@ void Int8MatMulWithIsa(Int8Isa isa, const Weight& w, const Weight* bias, const A
   Int8MatMulRange(isa, w, bias, aq, q, row_scales, n_tokens, y, y_stride, 0, w.rows, n_threads);
 }
 
-void Int8MatMulRows(const Weight& w, const Weight* bias, const ActQuant& aq, const int8_t* q,
-                    const float* row_scales, int64_t n_tokens, float* y, int64_t y_stride,
-                    int64_t row0, int64_t row1) {
-  Int8MatMulRange(BestInt8Isa(), w, bias, aq, q, row_scales, n_tokens, y, y_stride, row0, row1,
-                  1);
+bool Int8PlanApplies(int64_t n_tokens) {
+  return n_tokens >= 1 && n_tokens <= 64;  // one token block of Int8MatMulRange
+}
+
+RowsPlan PlanInt8MatMul(const Weight& w, const Weight* bias, const ActQuant& aq, const int8_t* q,
+                        const float* row_scales, int64_t n_tokens, float* y, int64_t y_stride) {
+  return PlanInt8(BestInt8Isa(), w, bias, aq, q, row_scales, n_tokens, y, y_stride);
 }
 
 void Int8MatMul(const Weight& w, const Weight* bias, const ActQuant& aq, const int8_t* q,

@@ -111,6 +111,7 @@ bool Runtime::Impl::Mamba1ChannelTeamApplies(int l, int64_t batch) const {
       (act.dt_proj_input.enabled() && !w.dt_proj.quantized()))
     return false;
   if (nt < 2 || di < 2 * kChannelBlock || !rt::Mamba1Step512Applies(hp.d_state)) return false;
+  if (!rt::MatMulPlanApplies(batch) || !rt::Int8PlanApplies(batch)) return false;
   return mamba1_channel_team == 1 || rt::WorthThreads(batch * 2 * di * hp.d_model, nt);
 }
 
@@ -118,12 +119,15 @@ bool Runtime::Impl::Mamba1ChannelTeamApplies(int l, int64_t batch) const {
 // x_proj, dt_proj, the step and out_proj, and threads wait at the end of
 // each (mamba-370m: ~10% of decode time in libgomp). in_proj's x and z rows,
 // the conv, dt_proj's rows and the step of a channel need nothing from other
-// channels, so here one team runs in_proj + conv and another dt_proj + step,
-// each thread on its own range of channels (its activations prepared in its
-// own buffers). x_proj and out_proj read every channel and keep their teams.
-// Every value is computed by the same kernel as stage by stage.
+// channels, so here one team runs in_proj + conv and another dt_proj + step
+// over blocks of kTeamBlock channels (rt::TeamBlocks: each thread its own
+// share, then what is left of the others'), each thread with its activations
+// prepared in its own buffers. x_proj and out_proj read every channel and
+// keep their teams. Every value is computed by the same kernel as stage by
+// stage.
 void Runtime::Impl::Mamba1DecodeChannelTeams(int l, int64_t batch, float* conv_state,
                                              const rt::SsmStateRef& ssm) {
+  constexpr int64_t kTeamBlock = 32;  // channels: 64 in_proj rows, ~2 µs
   const rt::LayerWeights& w = layers[l];
   const rt::LayerActs& act = w.act;
   rt::Scratch& s = scratch;
@@ -131,52 +135,50 @@ void Runtime::Impl::Mamba1DecodeChannelTeams(int l, int64_t batch, float* conv_s
   const int64_t di = hp.d_inner, N = hp.d_state, R = hp.dt_rank, K = hp.d_conv;
   const int64_t ipd = 2 * di, dbc_dim = R + 2 * N;
   const int nt = rt::ThreadCount(n_threads);
-  const int64_t n_blocks = (di + kChannelBlock - 1) / kChannelBlock;
+  const int64_t n_blocks = (di + kTeamBlock - 1) / kTeamBlock;
   const float* conv_b = w.conv_b.present() ? w.conv_b.f32 : nullptr;
-  // Thread `t` of `team`: channels [c0, c1), whole channel blocks.
-  struct Channels {
-    int64_t c0, c1;
-  };
-  const auto channels_of = [&](int t, int team) {
-    return Channels{n_blocks * t / team * kChannelBlock,
-                    std::min(di, n_blocks * (t + 1) / team * kChannelBlock)};
-  };
 
+  team_blocks.Reset(n_blocks, nt);
 #pragma omp parallel num_threads(nt)
   {
-    const auto [c0, c1] = channels_of(omp_get_thread_num(), omp_get_num_threads());
-    for (const int64_t base : {int64_t{0}, di}) {  // x rows, then z rows
-      MatMulActRows(w.in_proj, &w.in_proj_bias, act[ActSite::kInProjInput], s.normed.data(),
-                    hp.d_model, T, s.proj.data(), ipd, base + c0, base + c1);
-      rt::FakeQuantizeColumns(act[ActSite::kInProjOutput], s.proj.data(), ipd, T, base + c0,
-                              base + c1);
-    }
-    for (int64_t b = 0; b < batch; ++b) {
-      for (int64_t d0 = c0; d0 < c1; d0 += kChannelBlock) {
-        rt::CausalConvSilu(s.proj.data() + b * ipd, ipd, 1, d0, std::min(c1, d0 + kChannelBlock),
-                           K, w.conv_w.f32, conv_b, conv_state + b * di * (K - 1),
-                           s.conv_out.data() + b * di, di);
+    const int t = omp_get_thread_num();
+    const rt::RowsPlan in_proj =
+        PlanMatMulAct(w.in_proj, &w.in_proj_bias, act[ActSite::kInProjInput], s.normed.data(),
+                      hp.d_model, T, s.proj.data(), ipd);
+    for (int64_t blk; (blk = team_blocks.Next(t)) >= 0;) {
+      const int64_t c0 = blk * kTeamBlock, c1 = std::min(di, c0 + kTeamBlock);
+      for (const int64_t base : {int64_t{0}, di}) {  // x rows, then z rows
+        in_proj.Run(base + c0, base + c1);
+        rt::FakeQuantizeColumns(act[ActSite::kInProjOutput], s.proj.data(), ipd, T, base + c0,
+                                base + c1);
       }
+      for (int64_t b = 0; b < batch; ++b) {
+        rt::CausalConvSilu(s.proj.data() + b * ipd, ipd, 1, c0, c1, K, w.conv_w.f32, conv_b,
+                           conv_state + b * di * (K - 1), s.conv_out.data() + b * di, di);
+      }
+      rt::FakeQuantizeColumns(act[ActSite::kConvOutput], s.conv_out.data(), di, T, c0, c1);
     }
-    rt::FakeQuantizeColumns(act[ActSite::kConvOutput], s.conv_out.data(), di, T, c0, c1);
   }
 
   MatMulAct(w.x_proj, nullptr, act[ActSite::kConvOutput], s.conv_out.data(), di, T, s.dbc.data(),
             dbc_dim);
   rt::FakeQuantize(act[ActSite::kXProjOutput], s.dbc.data(), dbc_dim, T, dbc_dim, n_threads);
 
+  team_blocks.Reset(n_blocks, nt);
 #pragma omp parallel num_threads(nt)
   {
-    const auto [c0, c1] = channels_of(omp_get_thread_num(), omp_get_num_threads());
-    MatMulActRows(w.dt_proj, &w.dt_bias, act.dt_proj_input, s.dbc.data(), dbc_dim, T,
-                  s.dt.data(), di, c0, c1);
-    rt::FakeQuantizeColumns(act[ActSite::kDtProjOutput], s.dt.data(), di, T, c0, c1);
-    for (int64_t b = 0; b < batch; ++b) {
-      for (int64_t d0 = c0; d0 < c1; d0 += kChannelBlock) {
-        rt::Mamba1StepChannels512(ssm, b * di, d0, std::min(c1, d0 + kChannelBlock), N,
-                                  s.conv_out.data() + b * di, s.dt.data() + b * di,
-                                  s.dbc.data() + b * dbc_dim + R, s.proj.data() + b * ipd + di,
-                                  w.a.data(), w.d.f32, s.y.data() + b * di);
+    const int t = omp_get_thread_num();
+    const rt::RowsPlan dt_proj = PlanMatMulAct(w.dt_proj, &w.dt_bias, act.dt_proj_input,
+                                               s.dbc.data(), dbc_dim, T, s.dt.data(), di);
+    for (int64_t blk; (blk = team_blocks.Next(t)) >= 0;) {
+      const int64_t c0 = blk * kTeamBlock, c1 = std::min(di, c0 + kTeamBlock);
+      dt_proj.Run(c0, c1);
+      rt::FakeQuantizeColumns(act[ActSite::kDtProjOutput], s.dt.data(), di, T, c0, c1);
+      for (int64_t b = 0; b < batch; ++b) {
+        rt::Mamba1StepChannels512(ssm, b * di, c0, c1, N, s.conv_out.data() + b * di,
+                                  s.dt.data() + b * di, s.dbc.data() + b * dbc_dim + R,
+                                  s.proj.data() + b * ipd + di, w.a.data(), w.d.f32,
+                                  s.y.data() + b * di);
       }
     }
   }

@@ -300,20 +300,19 @@ void Runtime::Impl::MatMulAct(const rt::Weight& w, const rt::Weight* bias, const
   rt::MatMul(w, bias, x, x_stride, T, y, y_stride, n_threads);
 }
 
-void Runtime::Impl::MatMulActRows(const rt::Weight& w, const rt::Weight* bias,
-                                  const rt::ActQuant& aq, const float* x, int64_t x_stride,
-                                  int64_t T, float* y, int64_t y_stride, int64_t r0,
-                                  int64_t r1) const {
+rt::RowsPlan Runtime::Impl::PlanMatMulAct(const rt::Weight& w, const rt::Weight* bias,
+                                          const rt::ActQuant& aq, const float* x,
+                                          int64_t x_stride, int64_t T, float* y,
+                                          int64_t y_stride) const {
   if (aq.enabled() && w.quantized()) {
     thread_local std::vector<int8_t> codes;  // per thread: grown once, then reused
     thread_local std::vector<float> row_scales;
     rt::Grow(codes, static_cast<size_t>(T * w.cols));
     rt::Grow(row_scales, static_cast<size_t>(T));
     rt::QuantizeActivations(aq, x, x_stride, T, w.cols, codes.data(), row_scales.data(), 1);
-    rt::Int8MatMulRows(w, bias, aq, codes.data(), row_scales.data(), T, y, y_stride, r0, r1);
-    return;
+    return rt::PlanInt8MatMul(w, bias, aq, codes.data(), row_scales.data(), T, y, y_stride);
   }
-  rt::MatMulRows(w, bias, x, x_stride, T, y, y_stride, r0, r1);
+  return rt::PlanMatMul(w, bias, x, x_stride, T, y, y_stride);
 }
 
 RecurrentState Runtime::NewState(int64_t batch) const {

@@ -13,6 +13,7 @@
 #include "runtime_cpu/kernels.h"
 #include "runtime_cpu/observer.h"
 #include "runtime_cpu/runtime.h"
+#include "runtime_cpu/team_blocks.h"
 #include "runtime_cpu/weight.h"
 
 namespace ssmq {
@@ -150,6 +151,7 @@ struct Runtime::Impl {
   int n_threads = 0;  // <= 0: OpenMP default at call time
   bool simulate_act_quant = false;  // RuntimeOptions::simulate_act_quant
   int mamba1_channel_team = -1;     // RuntimeOptions::mamba1_channel_team
+  rt::TeamBlocks team_blocks;       // the channel teams' shares
   bool any_float_state = true, any_int8_state = false;  // which state buffers exist
   bool any_half_state = false;                          // (RuntimeOptions::f16_state)
   rt::Weight token_embd;   // [vocab, d_model]
@@ -183,12 +185,12 @@ struct Runtime::Impl {
   // oracle), or a float weight: x <- x̂ in place, then the float MatMul.
   void MatMulAct(const rt::Weight& w, const rt::Weight* bias, const rt::ActQuant& aq, float* x,
                  int64_t x_stride, int64_t T, float* y, int64_t y_stride);
-  // Rows [r0, r1) of the integer or float path of MatMulAct, on the calling
-  // thread (own buffers; x untouched): for a thread of a mixer's own team.
-  // Not for the simulated path.
-  void MatMulActRows(const rt::Weight& w, const rt::Weight* bias, const rt::ActQuant& aq,
-                     const float* x, int64_t x_stride, int64_t T, float* y, int64_t y_stride,
-                     int64_t r0, int64_t r1) const;
+  // MatMulAct's integer or float path prepared on the calling thread (its own
+  // buffers; x untouched) for a thread of a mixer's own team: plan.Run(r0, r1).
+  // Not for the simulated path; T within MatMulPlanApplies / Int8PlanApplies.
+  rt::RowsPlan PlanMatMulAct(const rt::Weight& w, const rt::Weight* bias, const rt::ActQuant& aq,
+                             const float* x, int64_t x_stride, int64_t T, float* y,
+                             int64_t y_stride) const;
 
   const rt::Weight& lm_head() const { return hp.tied_embeddings ? token_embd : output; }
   size_t conv_floats_per_layer(int64_t batch) const {

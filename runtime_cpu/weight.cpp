@@ -162,27 +162,73 @@ Result<Weight> LoadWeight(const Model& model, const std::string& name,
 
 namespace {
 
+// Token blocks keep the activations of one block (<= 64 x cols floats)
+// in L2 while every weight row streams past them once.
+constexpr int64_t kTokenBlock = 64;
+constexpr int64_t kRowChunk = 16;
+// From this many tokens on, a non-f32 weight chunk is converted to f32
+// once (16 rows x cols floats, in L2) and the f32 kernel runs on it:
+// conversion is then paid once per block, not once per 4-token tile.
+constexpr int64_t kExpandMinTokens = 8;
+// AVX-512 from this many tokens on: the panel kernel (f32_gemm.h).
+constexpr int64_t kPanelMinTokens = 16;
+
+// A token block's MatMul, prepared (RowsPlan).
+struct MatMulPlanState {
+  const Weight* w;
+  const float* bias;  // nullptr: none
+  const float* x;
+  int64_t x_stride, n_tokens;
+  float* y;
+  int64_t y_stride;
+  KernelIsa isa;
+  QuantRowsKernel direct;  // nullptr: f32 weights
+  F32RowsKernel f32_rows;
+  // Decode on AVX-512: Q4/Q8 with 16-bit fixed-point activations
+  // (fixed16_decode.h; 64-column matrices: fixed16_narrow.h), else the Q4
+  // table kernel, else the direct kernel. expand: dequantize row chunks.
+  bool expand, fixed16, narrow, q4_decode;
+  Q4Activations q4_x;
+  Fixed16Activations fixed_x;
+  Fixed16NarrowActivations narrow_x;
+};
+
+void RunMatMulPlan(const MatMulPlanState& p, int64_t row0, int64_t row1) {
+  const Weight& w = *p.w;
+  const float* b = p.bias;
+  for (int64_t r0 = row0; r0 < row1; r0 += kRowChunk) {
+    const int64_t r1 = std::min(row1, r0 + kRowChunk);
+    if (!p.direct) {
+      p.f32_rows(w.f32 + r0 * w.cols, w.cols, r1 - r0, b ? b + r0 : nullptr, p.x, p.x_stride,
+                 p.n_tokens, p.y + r0, p.y_stride);
+    } else if (p.expand) {
+      thread_local std::vector<float> rows_f32;  // grown once per thread, then reused
+      Grow(rows_f32, static_cast<size_t>(kRowChunk * w.cols));
+      DequantizeRows(w, r0, r1, rows_f32.data(), p.isa);
+      p.f32_rows(rows_f32.data(), w.cols, r1 - r0, b ? b + r0 : nullptr, p.x, p.x_stride,
+                 p.n_tokens, p.y + r0, p.y_stride);
+    } else if (p.fixed16) {
+      Fixed16Rows(w, r0, r1, b, p.fixed_x, p.n_tokens, p.y, p.y_stride);
+    } else if (p.narrow) {
+      Fixed16NarrowRows(w, r0, r1, b, p.narrow_x, p.n_tokens, p.y, p.y_stride);
+    } else if (p.q4_decode) {
+      Q4DecodeRows(w, r0, r1, b, p.q4_x, p.n_tokens, p.y, p.y_stride);
+    } else {
+      p.direct(w, r0, r1, b, p.x, p.x_stride, p.n_tokens, p.y, p.y_stride);
+    }
+  }
+}
+
 // Rows [row0, row1) of MatMul over n_threads (1: the calling thread only).
 void MatMulRange(const Weight& w, const Weight* bias, const float* x, int64_t x_stride,
                  int64_t n_tokens, float* y, int64_t y_stride, int64_t row0, int64_t row1,
                  int n_threads) {
-  // Token blocks keep the activations of one block (<= 64 x cols floats)
-  // in L2 while every weight row streams past them once.
-  constexpr int64_t kTokenBlock = 64;
-  constexpr int64_t kRowChunk = 16;
-  // From this many tokens on, a non-f32 weight chunk is converted to f32
-  // once (16 rows x cols floats, in L2) and the f32 kernel runs on it:
-  // conversion is then paid once per block, not once per 4-token tile.
-  constexpr int64_t kExpandMinTokens = 8;
-  // AVX-512 from this many tokens on: the panel kernel (f32_gemm.h).
-  constexpr int64_t kPanelMinTokens = 16;
   const float* b = bias && bias->present() ? bias->f32 : nullptr;
   const int64_t n_rows = row1 - row0;
   const int64_t n_chunks = (n_rows + kRowChunk - 1) / kRowChunk;
   const int nt = ThreadCount(n_threads);
   const KernelIsa isa = BestKernelIsa();
   const QuantRowsKernel direct = QuantKernel(w.format, isa);
-  const F32RowsKernel f32_rows = F32Kernel(isa);
   if (isa == KernelIsa::kAvx512 && n_tokens >= kPanelMinTokens) {
     // Prefill: each 32-row panel is converted to f32 and packed once
     // (F32PackPanel), then every token runs against it.
@@ -217,57 +263,49 @@ void MatMulRange(const Weight& w, const Weight* bias, const float* x, int64_t x_
   }
   for (int64_t t0 = 0; t0 < n_tokens; t0 += kTokenBlock) {
     const int64_t tn = std::min(kTokenBlock, n_tokens - t0);
-    const float* xb = x + t0 * x_stride;
-    float* yb = y + t0 * y_stride;
-    const bool expand = direct && tn >= kExpandMinTokens;
-    // Decode on AVX-512: Q4/Q8 with 16-bit fixed-point activations
-    // (fixed16_decode.h; 64-column matrices: fixed16_narrow.h), else the Q4
-    // table kernel, else the direct kernel.
-    const bool fixed16 = direct && !expand && Fixed16Applies(w, isa);
-    const bool narrow = direct && !expand && !fixed16 && Fixed16NarrowApplies(w, isa);
-    const bool q4_decode = direct && !expand && !fixed16 && !narrow && Q4DecodeApplies(w, isa);
-    const Q4Activations q4_x =
-        q4_decode ? PrepareQ4Activations(w, xb, x_stride, tn) : Q4Activations{nullptr};
-    const Fixed16Activations fixed_x =
-        fixed16 ? PrepareFixed16(xb, x_stride, tn, w.cols, Fixed16LayoutFor(w), isa)
-                : Fixed16Activations{};
-    const Fixed16NarrowActivations narrow_x =
-        narrow ? PrepareFixed16Narrow(w, xb, x_stride, tn) : Fixed16NarrowActivations{};
+    const RowsPlan plan = PlanMatMul(w, bias, x + t0 * x_stride, x_stride, tn, y + t0 * y_stride,
+                                     y_stride);
     ForEachIndex(n_chunks, nt, WorthThreads(tn * n_rows * w.cols, nt), [&](int64_t ch) {
       const int64_t r0 = row0 + ch * kRowChunk;
-      const int64_t r1 = std::min(row1, r0 + kRowChunk);
-      if (!direct) {
-        f32_rows(w.f32 + r0 * w.cols, w.cols, r1 - r0, b ? b + r0 : nullptr, xb, x_stride, tn,
-                 yb + r0, y_stride);
-      } else if (expand) {
-        thread_local std::vector<float> rows_f32;  // grown once per thread, then reused
-        Grow(rows_f32, static_cast<size_t>(kRowChunk * w.cols));
-        DequantizeRows(w, r0, r1, rows_f32.data(), isa);
-        f32_rows(rows_f32.data(), w.cols, r1 - r0, b ? b + r0 : nullptr, xb, x_stride, tn,
-                 yb + r0, y_stride);
-      } else if (fixed16) {
-        Fixed16Rows(w, r0, r1, b, fixed_x, tn, yb, y_stride);
-      } else if (narrow) {
-        Fixed16NarrowRows(w, r0, r1, b, narrow_x, tn, yb, y_stride);
-      } else if (q4_decode) {
-        Q4DecodeRows(w, r0, r1, b, q4_x, tn, yb, y_stride);
-      } else {
-        direct(w, r0, r1, b, xb, x_stride, tn, yb, y_stride);
-      }
+      plan.Run(r0, std::min(row1, r0 + kRowChunk));
     });
   }
 }
 
 }  // namespace
 
+bool MatMulPlanApplies(int64_t n_tokens) {
+  return n_tokens >= 1 && n_tokens <= kTokenBlock &&
+         !(BestKernelIsa() == KernelIsa::kAvx512 && n_tokens >= kPanelMinTokens);
+}
+
+RowsPlan PlanMatMul(const Weight& w, const Weight* bias, const float* x, int64_t x_stride,
+                    int64_t n_tokens, float* y, int64_t y_stride) {
+  MatMulPlanState p{};
+  p.w = &w;
+  p.bias = bias && bias->present() ? bias->f32 : nullptr;
+  p.x = x;
+  p.x_stride = x_stride;
+  p.n_tokens = n_tokens;
+  p.y = y;
+  p.y_stride = y_stride;
+  p.isa = BestKernelIsa();
+  p.direct = QuantKernel(w.format, p.isa);
+  p.f32_rows = F32Kernel(p.isa);
+  p.expand = p.direct && n_tokens >= kExpandMinTokens;
+  const bool decode = p.direct && !p.expand;
+  p.fixed16 = decode && Fixed16Applies(w, p.isa);
+  p.narrow = decode && !p.fixed16 && Fixed16NarrowApplies(w, p.isa);
+  p.q4_decode = decode && !p.fixed16 && !p.narrow && Q4DecodeApplies(w, p.isa);
+  if (p.q4_decode) p.q4_x = PrepareQ4Activations(w, x, x_stride, n_tokens);
+  if (p.fixed16) p.fixed_x = PrepareFixed16(x, x_stride, n_tokens, w.cols, Fixed16LayoutFor(w), p.isa);
+  if (p.narrow) p.narrow_x = PrepareFixed16Narrow(w, x, x_stride, n_tokens);
+  return RowsPlan::Make<MatMulPlanState, RunMatMulPlan>(p);
+}
+
 void MatMul(const Weight& w, const Weight* bias, const float* x, int64_t x_stride,
             int64_t n_tokens, float* y, int64_t y_stride, int n_threads) {
   MatMulRange(w, bias, x, x_stride, n_tokens, y, y_stride, 0, w.rows, n_threads);
-}
-
-void MatMulRows(const Weight& w, const Weight* bias, const float* x, int64_t x_stride,
-                int64_t n_tokens, float* y, int64_t y_stride, int64_t row0, int64_t row1) {
-  MatMulRange(w, bias, x, x_stride, n_tokens, y, y_stride, row0, row1, 1);
 }
 
 }  // namespace ssmq::rt

@@ -6,13 +6,18 @@
 // Every matmul goes through MatMul(const Weight&, ...).
 #pragma once
 
+#include <omp.h>
+
 #include <cstdint>
+#include <new>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include "format/status.h"
 #include "format/tensor_types.h"
 #include "model/model.h"
+#include "runtime_cpu/team_blocks.h"
 
 namespace ssmq::rt {
 
@@ -68,11 +73,41 @@ Result<Weight> LoadWeight(const Model& model, const std::string& name,
 void MatMul(const Weight& w, const Weight* bias, const float* x, int64_t x_stride,
             int64_t n_tokens, float* y, int64_t y_stride, int n_threads);
 
-// MatMul for rows [row0, row1) of W (and y) only, on the calling thread: for
-// callers that split a layer's rows over their own OpenMP team (each thread
-// prepares the activations itself, in its own buffers).
-void MatMulRows(const Weight& w, const Weight* bias, const float* x, int64_t x_stride,
-                int64_t n_tokens, float* y, int64_t y_stride, int64_t row0, int64_t row1);
+// A matmul of a few tokens, prepared: the kernel chosen and the activations
+// in the form it reads, in the preparing thread's buffers (valid until that
+// thread prepares another of the same kind). Run(r0, r1) computes rows
+// [r0, r1) of y for the plan's tokens and may run on any thread; nothing is
+// allocated. PlanMatMul below and PlanInt8MatMul (act_quant.h) make them;
+// MatMul and Int8MatMul run theirs over row chunks, and a mixer's own team
+// runs one per thread over the rows of its channels.
+class RowsPlan {
+ public:
+  void Run(int64_t r0, int64_t r1) const { run_(state_, r0, r1); }
+
+  // A plan that calls F(state, r0, r1); State is trivially copyable.
+  template <class State, void (*F)(const State&, int64_t, int64_t)>
+  static RowsPlan Make(const State& state) {
+    static_assert(sizeof(State) <= kStateBytes && alignof(State) <= kStateAlign);
+    static_assert(std::is_trivially_copyable_v<State>);
+    RowsPlan p;
+    new (p.state_) State(state);
+    p.run_ = [](const unsigned char* st, int64_t r0, int64_t r1) {
+      F(*std::launder(reinterpret_cast<const State*>(st)), r0, r1);
+    };
+    return p;
+  }
+
+ private:
+  static constexpr size_t kStateBytes = 320, kStateAlign = 16;
+  void (*run_)(const unsigned char*, int64_t, int64_t) = nullptr;
+  alignas(kStateAlign) unsigned char state_[kStateBytes];
+};
+
+// Whether PlanMatMul takes n_tokens (a decode-sized block: fewer than the
+// AVX-512 prefill panel path starts at, at most one token block otherwise).
+bool MatMulPlanApplies(int64_t n_tokens);
+RowsPlan PlanMatMul(const Weight& w, const Weight* bias, const float* x, int64_t x_stride,
+                    int64_t n_tokens, float* y, int64_t y_stride);
 
 // Replaces a quantized weight by its dequantized f32 values (owned); used for
 // the small per-channel parameters only, never for matmul weights.
@@ -111,15 +146,21 @@ inline bool WorthThreads(int64_t work, int n_threads) {
   return n_threads > 1 && work >= kMinParallelWork;
 }
 
-// fn(i) for i in [0, n): over n_threads OpenMP threads (static schedule) when
-// `parallel` and there is more than one item, else on the calling thread
+// fn(i) for i in [0, n): over n_threads OpenMP threads (TeamBlocks: each
+// its share in order, then the others' leftovers) when `parallel` and there
+// is more than one item, else on the calling thread
 // without opening a team (an `if(false)` parallel region still costs a
 // team of one, ~1 µs, and callers inside their own region want none).
 template <class Fn>
 void ForEachIndex(int64_t n, int n_threads, bool parallel, Fn&& fn) {
   if (parallel && n_threads > 1 && n > 1) {
-#pragma omp parallel for num_threads(n_threads) schedule(guided)
-    for (int64_t i = 0; i < n; ++i) fn(i);
+    TeamBlocks blocks;
+    blocks.Reset(n, n_threads);
+#pragma omp parallel num_threads(n_threads)
+    {
+      const int t = omp_get_thread_num();
+      for (int64_t i; (i = blocks.Next(t)) >= 0;) fn(i);
+    }
     return;
   }
   for (int64_t i = 0; i < n; ++i) fn(i);
