@@ -760,6 +760,7 @@ SSMQ_HOT void Mamba2StepHead(int64_t P, int64_t N, const float* x, const float* 
   const float decay = FastExp(dt * A);
   for (int64_t p = 0; p < P; ++p) {
     float* Sp = S + p * N;
+    for (int64_t n = 0; n < N; n += 16) PrefetchRead(Sp + kStatePrefetchBytes / 4 + n);
     const float coef = dt * x[p];
     float acc = 0;
 #pragma omp simd reduction(+ : acc)

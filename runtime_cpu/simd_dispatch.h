@@ -115,6 +115,13 @@ SSMQ_TARGET_AVX512 inline __m512i ReduceAddEpi32x16(const __m512i (&v)[16]) {
 // A prefetch never faults, so running past the end of a matrix is harmless
 // (a few KiB of wasted reads per matrix).
 inline constexpr int64_t kPrefetchRows = 16;
+// The decode steps' recurrent state streams (Mamba2: 50 MB of f32 or 12.5 MB
+// of int8 per mamba2-370m token, in and out) are asked for this many bytes
+// ahead: an exp, FMAs and (int8) conversions sit between the loads and the
+// hardware prefetcher alone leaves the stream short of the bandwidth
+// (bench/decode_ab_bench with and without, mamba2-370m: f32 state +10%,
+// int8 +2%; 1 KiB ahead gave the int8 state nothing).
+inline constexpr int64_t kStatePrefetchBytes = 4096;
 inline void PrefetchRead(const void* p) { __builtin_prefetch(p, 0, 2); }
 
 // The widest kernel family this CPU runs; decided once.

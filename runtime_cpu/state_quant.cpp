@@ -130,6 +130,7 @@ SSMQ_TARGET_AVX512 void StepHeadInt8Avx512(const StateQuant& sq, int64_t row0, i
     const float* inv = sq.inv_scales.data() + srow;
     for (int64_t p = r - row0; p < r - row0 + run; ++p) {
       int8_t* cp = codes + (row0 + p) * N;
+      for (int64_t n = 0; n < N; n += 64) PrefetchRead(cp + kStatePrefetchBytes + n);
       const __m512 coef = _mm512_set1_ps(dt * x[p]);
       __m512 acc = _mm512_setzero_ps();
       for (int64_t n = 0; n < N; n += 16) {
@@ -200,6 +201,7 @@ SSMQ_TARGET_AVX512 void StepHeadHalfAvx512(int64_t row0, int64_t P, int64_t N, c
   const __m512 decay_v = _mm512_set1_ps(decay);
   for (int64_t p = 0; p < P; ++p) {
     uint16_t* hp = half + (row0 + p) * N;
+    for (int64_t n = 0; n < N; n += 32) PrefetchRead(hp + kStatePrefetchBytes / 2 + n);
     const __m512 coef = _mm512_set1_ps(dt * x[p]);
     __m512 acc = _mm512_setzero_ps();
     for (int64_t n = 0; n < N; n += 16) {
