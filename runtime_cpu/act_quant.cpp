@@ -201,9 +201,12 @@ void FakeQuantize(const ActQuant& aq, float* x, int64_t stride, int64_t rows, in
     // Narrow groups (e.g. one scale per channel) would be spans of a few
     // values each: expand the scales to one per column once, then whole rows.
     thread_local std::vector<float> col_scales;
-    Grow(col_scales, static_cast<size_t>(cols));
-    for (int64_t c = 0; c < cols; ++c) col_scales[c] = aq.StaticScale(c);
-    const float* sc = col_scales.data();
+    const float* sc = aq.column_scales.data();
+    if (static_cast<int64_t>(aq.column_scales.size()) < cols) {  // not expanded at load
+      Grow(col_scales, static_cast<size_t>(cols));
+      for (int64_t c = 0; c < cols; ++c) col_scales[c] = aq.StaticScale(c);
+      sc = col_scales.data();
+    }
 #pragma omp parallel for num_threads(nt) schedule(static) if (rows > 1 && WorthThreads(4 * rows * cols, nt))
     for (int64_t t = 0; t < rows; ++t) FakeQuantizeColsAvx2(x + t * stride, cols, sc);
     return;
@@ -223,10 +226,24 @@ void FakeQuantize(const ActQuant& aq, float* x, int64_t stride, int64_t rows, in
   }
 }
 
+void SetColumnScales(ActQuant& aq, int64_t cols) {
+  aq.column_scales.clear();
+  if (aq.mode != ActQuant::Mode::kStatic || aq.group >= 16) return;
+  aq.column_scales.resize(static_cast<size_t>(cols));
+  for (int64_t c = 0; c < cols; ++c) aq.column_scales[static_cast<size_t>(c)] = aq.StaticScale(c);
+}
+
 void FakeQuantizeColumns(const ActQuant& aq, float* x, int64_t stride, int64_t rows, int64_t c0,
                          int64_t c1) {
   if (aq.mode != ActQuant::Mode::kStatic) return;  // kNone; dynamic is the caller's error
   const bool avx2 = UseAvx2();
+#ifdef SSMQ_HAVE_AVX2_KERNELS
+  if (avx2 && static_cast<int64_t>(aq.column_scales.size()) >= c1) {  // narrow groups, expanded
+    for (int64_t t = 0; t < rows; ++t)
+      FakeQuantizeColsAvx2(x + t * stride + c0, c1 - c0, aq.column_scales.data() + c0);
+    return;
+  }
+#endif
   for (int64_t t = 0; t < rows; ++t) {
     float* xt = x + t * stride;
     for (int64_t c = c0; c < c1;) {  // group by group

@@ -31,11 +31,19 @@ struct ActQuant {
   Mode mode = Mode::kNone;
   std::vector<float> scales;  // kStatic: [cols / group], each > 0 and finite
   int64_t group = 0;          // kStatic: channels per scale (== cols: per tensor)
+  // kStatic with narrow groups (< 16 channels): scales[c / group] for every
+  // column, expanded once (SetColumnScales) so FakeQuantize does not divide
+  // per column per call; empty otherwise.
+  std::vector<float> column_scales;
 
   bool enabled() const { return mode != Mode::kNone; }
   // The scale of (row t, channel c) for kStatic; row_scale for dynamic.
   float StaticScale(int64_t c) const { return scales[static_cast<size_t>(c / group)]; }
 };
+
+// Fills aq.column_scales for `cols` columns when aq is kStatic with groups
+// narrower than 16 (FakeQuantize's per-column path); clears it otherwise.
+void SetColumnScales(ActQuant& aq, int64_t cols);
 
 // Round half to even of v, clamped to [-127, 127]. The one rounding rule of
 // every activation quantizer (std::nearbyint in the default FE_TONEAREST mode).

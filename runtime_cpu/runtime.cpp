@@ -119,6 +119,7 @@ Status LoadActSite(const Model& m, const HParams& hp, int l, ActSite site, rt::A
     aq.group = width / n;
     aq.scales = std::move(scales);
     CoarsenGroups(aq, width);
+    rt::SetColumnScales(aq, width);
   }
   return Status::Ok();
 }
@@ -131,6 +132,7 @@ Result<rt::ActQuant> SliceActQuant(const rt::ActQuant& aq, int64_t c0, int64_t c
   if (aq.mode != rt::ActQuant::Mode::kStatic) return out;
   if (aq.scales.size() == 1) {
     out.group = c1 - c0;
+    rt::SetColumnScales(out, c1 - c0);
     return out;
   }
   if (c0 % aq.group != 0 || (c1 - c0) % aq.group != 0) {
@@ -141,6 +143,7 @@ Result<rt::ActQuant> SliceActQuant(const rt::ActQuant& aq, int64_t c0, int64_t c
   }
   out.scales.assign(aq.scales.begin() + c0 / aq.group, aq.scales.begin() + c1 / aq.group);
   CoarsenGroups(out, c1 - c0);
+  rt::SetColumnScales(out, c1 - c0);
   return out;
 }
 

@@ -209,6 +209,32 @@ rt::Weight ShapeOnlyWeight(rt::WeightFormat format, int64_t cols, int64_t group)
   return w;
 }
 
+// FakeQuantizeColumns over a column range gives exactly FakeQuantize's
+// values there and leaves the rest alone, with per-column scales expanded at
+// load (SetColumnScales) or not, for narrow and wide groups.
+TEST(FakeQuantize, ColumnsEqualWholeRows) {
+  constexpr int64_t rows = 3, cols = 96, c0 = 32, c1 = 80;
+  for (int64_t group : {int64_t{1}, int64_t{4}, int64_t{16}, cols}) {
+    for (bool expanded : {false, true}) {
+      SCOPED_TRACE("group " + std::to_string(group) + (expanded ? ", expanded" : ""));
+      ActQuant aq = StaticAq(RandomVector(static_cast<size_t>(cols / group), 71, 0.01f), group);
+      for (float& sc : aq.scales) sc = std::fabs(sc) + 0.005f;
+      if (expanded) rt::SetColumnScales(aq, cols);
+      EXPECT_EQ(aq.column_scales.size(), expanded && group < 16 ? size_t{cols} : size_t{0});
+      const auto x = RandomVector(rows * cols, 72);
+      std::vector<float> whole = x, part = x;
+      rt::FakeQuantize(aq, whole.data(), cols, rows, cols);
+      rt::FakeQuantizeColumns(aq, part.data(), cols, rows, c0, c1);
+      for (int64_t t = 0; t < rows; ++t) {
+        for (int64_t c = 0; c < cols; ++c) {
+          const size_t i = static_cast<size_t>(t * cols + c);
+          EXPECT_EQ(part[i], c >= c0 && c < c1 ? whole[i] : x[i]) << "row " << t << " col " << c;
+        }
+      }
+    }
+  }
+}
+
 TEST(Int8BlockWidth, SmallerGroupWhenCompatible) {
   using F = rt::WeightFormat;
   const ActQuant dyn = DynamicAq();
