@@ -39,15 +39,14 @@ void Runtime::Impl::Mamba2Mixer(int l, int64_t batch, int64_t seq_len, float* co
   constexpr int64_t kChannelBlock = 64;
   const int64_t n_blocks = (cd + kChannelBlock - 1) / kChannelBlock;
   const float* conv_b = w.conv_b.present() ? w.conv_b.f32 : nullptr;
-#pragma omp parallel for num_threads(nt) schedule(static) collapse(2) if (rt::WorthThreads(rt::kConvWorkPerTap * T * cd * K, nt))
-  for (int64_t b = 0; b < batch; ++b) {
-    for (int64_t blk = 0; blk < n_blocks; ++blk) {
-      const int64_t c0 = blk * kChannelBlock, c1 = std::min(cd, c0 + kChannelBlock);
-      rt::CausalConvSilu(s.proj.data() + b * L * ipd + di, ipd, L, c0, c1, K, w.conv_w.f32,
-                         conv_b, conv_state + b * cd * (K - 1), s.conv_out.data() + b * L * cd,
-                         cd);
-    }
-  }
+  rt::ForEachIndex(batch * n_blocks, nt, rt::WorthThreads(rt::kConvWorkPerTap * T * cd * K, nt),
+                   [&](int64_t item) {
+                     const int64_t b = item / n_blocks, blk = item % n_blocks;
+                     const int64_t c0 = blk * kChannelBlock, c1 = std::min(cd, c0 + kChannelBlock);
+                     rt::CausalConvSilu(s.proj.data() + b * L * ipd + di, ipd, L, c0, c1, K,
+                                        w.conv_w.f32, conv_b, conv_state + b * cd * (K - 1),
+                                        s.conv_out.data() + b * L * cd, cd);
+                   });
 
   if (observer) {
     Observe(ObsSite::kConvOutX, l, s.conv_out.data(), T, di, cd);
@@ -74,24 +73,24 @@ void Runtime::Impl::Mamba2Mixer(int l, int64_t batch, int64_t seq_len, float* co
   const int64_t state_per_seq = H * P * N;
   if (recurrent) {
     // seq_len == 1: rows are sequences.
-#pragma omp parallel for num_threads(nt) schedule(static) collapse(2) if (batch * H > 1 && rt::WorthThreads(4 * batch * H * P * N, nt))
-    for (int64_t b = 0; b < batch; ++b) {
-      for (int64_t h = 0; h < H; ++h) {
-        const int64_t g = h / dims.heads_per_group();
-        const float* row = s.conv_out.data() + b * cd;
-        const float *x = row + h * P, *B = row + di + g * N, *C = row + di + G * N + g * N;
-        if (ssm.codes) {  // int8 cache: stepped in place (state rows are (head, p) pairs)
-          rt::Mamba2StepHeadInt8(*ssm.sq, b * H * P + h * P, P, x, B, C, s.dt[b * H + h], w.a[h],
-                                 w.d.f32[h], ssm.codes, s.y.data() + b * di + h * P);
-        } else if (ssm.half) {  // f16 state: likewise
-          rt::Mamba2StepHeadHalf(b * H * P + h * P, P, N, x, B, C, s.dt[b * H + h], w.a[h],
-                                 w.d.f32[h], ssm.half, s.y.data() + b * di + h * P);
-        } else {
-          rt::Mamba2StepHead(P, N, x, B, C, s.dt[b * H + h], w.a[h], w.d.f32[h],
-                             ssm.f32 + b * state_per_seq + h * P * N, s.y.data() + b * di + h * P);
-        }
+    // Heads shared with rt::TeamBlocks (each thread its half in order, then
+    // the other's leftovers): a static split left ~10% of this region idle.
+    rt::ForEachIndex(batch * H, nt, rt::WorthThreads(4 * batch * H * P * N, nt), [&](int64_t bh) {
+      const int64_t b = bh / H, h = bh % H;
+      const int64_t g = h / dims.heads_per_group();
+      const float* row = s.conv_out.data() + b * cd;
+      const float *x = row + h * P, *B = row + di + g * N, *C = row + di + G * N + g * N;
+      if (ssm.codes) {  // int8 cache: stepped in place (state rows are (head, p) pairs)
+        rt::Mamba2StepHeadInt8(*ssm.sq, b * H * P + h * P, P, x, B, C, s.dt[b * H + h], w.a[h],
+                               w.d.f32[h], ssm.codes, s.y.data() + b * di + h * P);
+      } else if (ssm.half) {  // f16 state: likewise
+        rt::Mamba2StepHeadHalf(b * H * P + h * P, P, N, x, B, C, s.dt[b * H + h], w.a[h],
+                               w.d.f32[h], ssm.half, s.y.data() + b * di + h * P);
+      } else {
+        rt::Mamba2StepHead(P, N, x, B, C, s.dt[b * H + h], w.a[h], w.d.f32[h],
+                           ssm.f32 + b * state_per_seq + h * P * N, s.y.data() + b * di + h * P);
       }
-    }
+    });
   } else {
     const int64_t per_thread = rt::Mamba2ChunkScratchFloats(dims, hp.chunk_size);
     // Work items: (sequence, group, slice of the group's heads), at least two
