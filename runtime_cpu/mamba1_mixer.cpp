@@ -138,14 +138,15 @@ void Runtime::Impl::Mamba1DecodeChannelTeams(int l, int64_t batch, float* conv_s
   const int64_t n_blocks = (di + kTeamBlock - 1) / kTeamBlock;
   const float* conv_b = w.conv_b.present() ? w.conv_b.f32 : nullptr;
 
-  team_blocks.Reset(n_blocks, nt);
+  rt::TeamBlocks blocks;
+  blocks.Reset(n_blocks, nt);
 #pragma omp parallel num_threads(nt)
   {
     const int t = omp_get_thread_num();
     const rt::RowsPlan in_proj =
         PlanMatMulAct(w.in_proj, &w.in_proj_bias, act[ActSite::kInProjInput], s.normed.data(),
                       hp.d_model, T, s.proj.data(), ipd);
-    for (int64_t blk; (blk = team_blocks.Next(t)) >= 0;) {
+    for (int64_t blk; (blk = blocks.Next(t)) >= 0;) {
       const int64_t c0 = blk * kTeamBlock, c1 = std::min(di, c0 + kTeamBlock);
       for (const int64_t base : {int64_t{0}, di}) {  // x rows, then z rows
         in_proj.Run(base + c0, base + c1);
@@ -164,13 +165,13 @@ void Runtime::Impl::Mamba1DecodeChannelTeams(int l, int64_t batch, float* conv_s
             dbc_dim);
   rt::FakeQuantize(act[ActSite::kXProjOutput], s.dbc.data(), dbc_dim, T, dbc_dim, n_threads);
 
-  team_blocks.Reset(n_blocks, nt);
+  blocks.Reset(n_blocks, nt);  // the same shares again
 #pragma omp parallel num_threads(nt)
   {
     const int t = omp_get_thread_num();
     const rt::RowsPlan dt_proj = PlanMatMulAct(w.dt_proj, &w.dt_bias, act.dt_proj_input,
                                                s.dbc.data(), dbc_dim, T, s.dt.data(), di);
-    for (int64_t blk; (blk = team_blocks.Next(t)) >= 0;) {
+    for (int64_t blk; (blk = blocks.Next(t)) >= 0;) {
       const int64_t c0 = blk * kTeamBlock, c1 = std::min(di, c0 + kTeamBlock);
       dt_proj.Run(c0, c1);
       rt::FakeQuantizeColumns(act[ActSite::kDtProjOutput], s.dt.data(), di, T, c0, c1);

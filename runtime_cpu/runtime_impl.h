@@ -13,7 +13,6 @@
 #include "runtime_cpu/kernels.h"
 #include "runtime_cpu/observer.h"
 #include "runtime_cpu/runtime.h"
-#include "runtime_cpu/team_blocks.h"
 #include "runtime_cpu/weight.h"
 
 namespace ssmq {
@@ -151,7 +150,6 @@ struct Runtime::Impl {
   int n_threads = 0;  // <= 0: OpenMP default at call time
   bool simulate_act_quant = false;  // RuntimeOptions::simulate_act_quant
   int mamba1_channel_team = -1;     // RuntimeOptions::mamba1_channel_team
-  rt::TeamBlocks team_blocks;       // the channel teams' shares
   bool any_float_state = true, any_int8_state = false;  // which state buffers exist
   bool any_half_state = false;                          // (RuntimeOptions::f16_state)
   rt::Weight token_embd;   // [vocab, d_model]

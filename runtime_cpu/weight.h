@@ -148,9 +148,9 @@ inline bool WorthThreads(int64_t work, int n_threads) {
 
 // fn(i) for i in [0, n): over n_threads OpenMP threads (TeamBlocks: each
 // its share in order, then the others' leftovers) when `parallel` and there
-// is more than one item, else on the calling thread
-// without opening a team (an `if(false)` parallel region still costs a
-// team of one, ~1 µs, and callers inside their own region want none).
+// is more than one item, else on the calling thread without opening a team
+// (an `if(false)` parallel region still costs a team of one, ~1 µs, and
+// callers inside their own region want none).
 template <class Fn>
 void ForEachIndex(int64_t n, int n_threads, bool parallel, Fn&& fn) {
   if (parallel && n_threads > 1 && n > 1) {
