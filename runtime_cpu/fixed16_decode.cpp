@@ -142,16 +142,13 @@ float QuantizeBlockScalar(const float* xc, Fixed16Layout layout, int8_t* out, in
     std::fill_n(out, kBlockBytes, int8_t{0});
     return NAN;
   }
-  const float inv = m > 0.0f ? static_cast<float>(kFixed16Max) / m : 0.0f;
+  const float inv = Fixed16Inverse(m);
   for (int64_t c = 0; c < kFixed16Block; ++c) {
-    const float f = std::clamp(std::nearbyint(xc[c] * inv), -static_cast<float>(kFixed16Max),
-                               static_cast<float>(kFixed16Max));
-    const int32_t v = static_cast<int32_t>(f);
-    const int32_t hi = (v + 128) >> 8;  // floor: arithmetic shift
+    const Fixed16Code code = Fixed16Round(xc[c], inv);
     const ColumnPlace at = PlaceOf(c, layout);
-    out[at.part * 64 + at.byte] = static_cast<int8_t>(hi);
-    out[(2 + at.part) * 64 + at.byte] = static_cast<int8_t>(v - 256 * hi);
-    sums[at.lane] += v;
+    out[at.part * 64 + at.byte] = code.hi;
+    out[(2 + at.part) * 64 + at.byte] = code.lo;
+    sums[at.lane] += code.v;
   }
   return m / static_cast<float>(kFixed16Max);
 }
@@ -187,7 +184,7 @@ SSMQ_TARGET_AVX512 float QuantizeBlockAvx512(const float* xc, Fixed16Layout layo
     return NAN;
   }
   const float mx = ReduceMax512(m);
-  const __m512 inv = _mm512_set1_ps(mx > 0.0f ? static_cast<float>(kFixed16Max) / mx : 0.0f);
+  const __m512 inv = _mm512_set1_ps(Fixed16Inverse(mx));
   const __m512i lim = _mm512_set1_epi32(kFixed16Max), nlim = _mm512_set1_epi32(-kFixed16Max);
   const __m512i c128 = _mm512_set1_epi32(128);
   const __m512i pick[2] = {

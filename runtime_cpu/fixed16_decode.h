@@ -31,6 +31,8 @@
 // dt_rank wide); other shapes keep the float kernels (quant_matmul.h).
 #pragma once
 
+#include <algorithm>
+#include <cmath>
 #include <cstdint>
 
 #include "runtime_cpu/simd_dispatch.h"
@@ -40,6 +42,24 @@ namespace ssmq::rt {
 
 inline constexpr int64_t kFixed16Block = 128;           // columns per activation scale
 inline constexpr int32_t kFixed16Max = 127 * 256 + 127;  // hi and lo bytes both fit int8
+
+// The scalar rounding rule of every fixed16 quantizer (this header's blocks
+// and fixed16_narrow.h's rows): inv from the largest |x| of the span, then
+// v = clamp(RNE(x · inv), ±kFixed16Max) and its hi and lo bytes.
+inline float Fixed16Inverse(float max_abs) {
+  return max_abs > 0.0f ? static_cast<float>(kFixed16Max) / max_abs : 0.0f;
+}
+struct Fixed16Code {
+  int32_t v;
+  int8_t hi, lo;  // v = 256 · hi + lo
+};
+inline Fixed16Code Fixed16Round(float x, float inv) {
+  const float f = std::clamp(std::nearbyint(x * inv), -static_cast<float>(kFixed16Max),
+                             static_cast<float>(kFixed16Max));
+  const int32_t v = static_cast<int32_t>(f);
+  const int32_t hi = (v + 128) >> 8;  // floor: arithmetic shift
+  return {v, static_cast<int8_t>(hi), static_cast<int8_t>(v - 256 * hi)};
+}
 
 // How a block's 128 columns sit in its 64-byte parts, matching how one
 // 64-byte weight load unpacks:

@@ -22,8 +22,9 @@ inline int64_t HiByteOf(const Weight& w, int64_t c) {
 }
 
 inline int32_t CodeMinusZero(const Weight& w, int64_t r, int64_t c) {
-  if (w.format == WeightFormat::kQ8) return reinterpret_cast<const int8_t*>(w.codes)[r * 64 + c];
-  return Q4Get(w.codes + r * 32, c) - Q4Zero(w, r);
+  if (w.format == WeightFormat::kQ8)
+    return reinterpret_cast<const int8_t*>(w.codes)[r * kNarrowCols + c];
+  return Q4Get(w.codes + r * (kNarrowCols / 2), c) - Q4Zero(w, r);
 }
 
 #ifdef SSMQ_HAVE_X86_KERNELS
@@ -124,20 +125,17 @@ Fixed16NarrowActivations PrepareFixed16Narrow(const Weight& w, const float* x, i
       scales[t] = NAN;
       continue;
     }
-    const float inv = m > 0.0f ? static_cast<float>(kFixed16Max) / m : 0.0f;
+    const float inv = Fixed16Inverse(m);
     for (int64_t c = 0; c < kNarrowCols; ++c) {
-      const float f = std::clamp(std::nearbyint(xt[c] * inv), -static_cast<float>(kFixed16Max),
-                                 static_cast<float>(kFixed16Max));
-      const int32_t v = static_cast<int32_t>(f);
-      const int32_t hi = (v + 128) >> 8;  // floor: arithmetic shift
+      const Fixed16Code code = Fixed16Round(xt[c], inv);
       const int64_t at = HiByteOf(w, c);
-      out[at] = static_cast<int8_t>(hi);
-      out[at + 128] = static_cast<int8_t>(v - 256 * hi);
+      out[at] = code.hi;
+      out[at + 128] = code.lo;
       if (q4) {
-        out[at + 32] = out[at];
-        out[at + 160] = out[at + 128];
+        out[at + 32] = code.hi;
+        out[at + 160] = code.lo;
       }
-      sums[t] += v;
+      sums[t] += code.v;
     }
     scales[t] = m / static_cast<float>(kFixed16Max);
   }
