@@ -191,6 +191,15 @@ void QuantizeActivations(const ActQuant& aq, const float* x, int64_t x_stride, i
   }
 }
 
+namespace {
+
+// out[c] = aq.StaticScale(c) for c < cols.
+void ExpandColumnScales(const ActQuant& aq, int64_t cols, float* out) {
+  for (int64_t c = 0; c < cols; ++c) out[c] = aq.StaticScale(c);
+}
+
+}  // namespace
+
 void FakeQuantize(const ActQuant& aq, float* x, int64_t stride, int64_t rows, int64_t cols,
                   int n_threads) {
   if (!aq.enabled()) return;
@@ -204,7 +213,7 @@ void FakeQuantize(const ActQuant& aq, float* x, int64_t stride, int64_t rows, in
     const float* sc = aq.column_scales.data();
     if (static_cast<int64_t>(aq.column_scales.size()) < cols) {  // not expanded at load
       Grow(col_scales, static_cast<size_t>(cols));
-      for (int64_t c = 0; c < cols; ++c) col_scales[c] = aq.StaticScale(c);
+      ExpandColumnScales(aq, cols, col_scales.data());
       sc = col_scales.data();
     }
 #pragma omp parallel for num_threads(nt) schedule(static) if (rows > 1 && WorthThreads(4 * rows * cols, nt))
@@ -230,7 +239,7 @@ void SetColumnScales(ActQuant& aq, int64_t cols) {
   aq.column_scales.clear();
   if (aq.mode != ActQuant::Mode::kStatic || aq.group >= 16) return;
   aq.column_scales.resize(static_cast<size_t>(cols));
-  for (int64_t c = 0; c < cols; ++c) aq.column_scales[static_cast<size_t>(c)] = aq.StaticScale(c);
+  ExpandColumnScales(aq, cols, aq.column_scales.data());
 }
 
 void FakeQuantizeColumns(const ActQuant& aq, float* x, int64_t stride, int64_t rows, int64_t c0,

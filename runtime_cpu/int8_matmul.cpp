@@ -830,6 +830,15 @@ namespace {
 
 constexpr int64_t kInt8RowChunk = 16;
 
+// Rows [r0, r1) of y NaN for every token: what a call with incompatible
+// weight and activation groups gets (a caller bug, see act_quant.h), loud
+// rather than silent garbage.
+void FillNaNRows(float* y, int64_t y_stride, int64_t n_tokens, int64_t r0, int64_t r1) {
+  for (int64_t t = 0; t < n_tokens; ++t)
+    std::fill(y + t * y_stride + r0, y + t * y_stride + r1,
+              std::numeric_limits<float>::quiet_NaN());
+}
+
 // A decode-sized token block of Int8MatMul, prepared (RowsPlan).
 struct Int8PlanState {
   Int8Args args;
@@ -842,12 +851,8 @@ struct Int8PlanState {
 
 void RunInt8Plan(const Int8PlanState& p, int64_t row0, int64_t row1) {
   const Weight& w = *p.args.w;
-  if (p.args.block <= 0) {  // a caller bug (see act_quant.h): loud, not silent garbage
-    for (int64_t t = 0; t < p.args.n_tokens; ++t)
-      std::fill(p.args.y + t * p.args.y_stride + row0, p.args.y + t * p.args.y_stride + row1,
-                std::numeric_limits<float>::quiet_NaN());
-    return;
-  }
+  if (p.args.block <= 0)
+    return FillNaNRows(p.args.y, p.args.y_stride, p.args.n_tokens, row0, row1);
   for (int64_t r0 = row0; r0 < row1; r0 += kInt8RowChunk) {
     const int64_t r1 = std::min(row1, r0 + kInt8RowChunk);
 #ifdef SSMQ_HAVE_AVX2_KERNELS
@@ -887,11 +892,7 @@ void Int8MatMulRange(Int8Isa isa, const Weight& w, const Weight* bias, const Act
   constexpr int64_t kTokenBlock = 64;
   constexpr int64_t kRowChunk = kInt8RowChunk;
   const int64_t block = Int8BlockWidth(w, aq);
-  if (block <= 0) {  // a caller bug (see act_quant.h): make it loud, not silent garbage
-    for (int64_t t = 0; t < n_tokens; ++t)
-      std::fill_n(y + t * y_stride, w.rows, std::numeric_limits<float>::quiet_NaN());
-    return;
-  }
+  if (block <= 0) return FillNaNRows(y, y_stride, n_tokens, row0, row1);
   if (static_cast<int>(isa) > static_cast<int>(BestInt8Isa())) isa = BestInt8Isa();
   const float* b = bias && bias->present() ? bias->f32 : nullptr;
   const int64_t n_rows = row1 - row0;
