@@ -9,6 +9,7 @@
 //   q4/int8   Int8MatMul, Q4 groups of 128 (w4a8)
 //   q8/f32    MatMul with float activations (w8a16)
 //   q4/f32    MatMul with float activations (w4a16)
+//   q4t/f32   the same on 16-row tiles (fixed16_tiles.h), as the runtime loads them
 //   f16/f32   MatMul on 16-bit weights (f16 files)
 // and reports GB/s of weight bytes (codes + scales) beside the read probe of
 // runtime_cpu/membw (plain AVX-512/AVX2 loads over a buffer of the same size)
@@ -26,6 +27,7 @@
 #include <vector>
 
 #include "runtime_cpu/act_quant.h"
+#include "runtime_cpu/fixed16_tiles.h"
 #include "runtime_cpu/membw.h"
 #include "runtime_cpu/weight.h"
 
@@ -134,11 +136,13 @@ int main(int argc, char** argv) {
     const char* name;
     WeightFormat format;
     bool int8_act;
+    bool tiles = false;
   };
   const Case cases[] = {{"q8/int8", WeightFormat::kQ8, true},
                         {"q4/int8", WeightFormat::kQ4, true},
                         {"q8/f32", WeightFormat::kQ8, false},
                         {"q4/f32", WeightFormat::kQ4, false},
+                        {"q4t/f32", WeightFormat::kQ4, false, true},
                         {"f16/f32", WeightFormat::kF16, false}};
   std::mt19937 rng(3);
   std::normal_distribution<float> nd(0.0f, 1.0f);
@@ -160,7 +164,8 @@ int main(int argc, char** argv) {
     const double probe_gbs = probe.ok() ? probe.value().best_bytes_per_s * 1e-9 : 0.0;
     for (const Case& c : cases) {
       if (!only.empty() && std::string(c.name).find(only) == std::string::npos) continue;
-      const Stack s = MakeStack(c.format, target);
+      Stack s = MakeStack(c.format, target);
+      if (c.tiles) for (Weight& w : s.mats) ssmq::rt::BuildFixed16Tiles(w);
       const double gbs = BestGbs(passes, s.bytes, [&] {
         for (const Weight& w : s.mats) {
           if (c.int8_act) {

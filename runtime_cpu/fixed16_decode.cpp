@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "format/quant.h"
+#include "runtime_cpu/fixed16_tiles.h"
 
 namespace ssmq::rt {
 
@@ -235,8 +236,9 @@ Fixed16Activations PrepareFixed16(const float* x, int64_t x_stride, int64_t n_to
                                   int64_t cols, Fixed16Layout layout, KernelIsa isa) {
   thread_local std::vector<int8_t> bytes;  // grown once, then reused
   thread_local std::vector<float> scales;
-  thread_local std::vector<int32_t> lane_sums;
+  thread_local std::vector<int32_t> lane_sums, block_sums;
   const int64_t nb = cols / kFixed16Block;
+  Grow(block_sums, static_cast<size_t>(n_tokens * nb));
   Grow(bytes, static_cast<size_t>(n_tokens * nb * kBlockBytes));
   Grow(scales, static_cast<size_t>(n_tokens * nb));
   Grow(lane_sums, static_cast<size_t>(n_tokens * nb * 16));
@@ -248,13 +250,18 @@ Fixed16Activations PrepareFixed16(const float* x, int64_t x_stride, int64_t n_to
 #ifdef SSMQ_HAVE_X86_KERNELS
       if (isa == KernelIsa::kAvx512) {
         scales[t * nb + b] = QuantizeBlockAvx512(xc, layout, out, sums);
-        continue;
+      } else {
+        scales[t * nb + b] = QuantizeBlockScalar(xc, layout, out, sums);
       }
-#endif
+#else
       scales[t * nb + b] = QuantizeBlockScalar(xc, layout, out, sums);
+#endif
+      int32_t total = 0;
+      for (int j = 0; j < 16; ++j) total += sums[j];
+      block_sums[t * nb + b] = total;
     }
   }
-  return {bytes.data(), scales.data(), lane_sums.data()};
+  return {bytes.data(), scales.data(), lane_sums.data(), block_sums.data()};
 }
 
 int32_t Fixed16Value(const Fixed16Activations& xa, int64_t cols, Fixed16Layout layout, int64_t t,
@@ -292,6 +299,14 @@ void Fixed16Rows(const Weight& w, int64_t r0, int64_t r1, const float* bias,
 #ifdef SSMQ_HAVE_X86_KERNELS
   if (w.format == WeightFormat::kQ8)
     return Fixed16RowsAvx512<true>(w, r0, r1, bias, xa, n_tokens, y, y_stride);
+  // Whole 16-row tiles inside [r0, r1) from the tiles, the rest row-major.
+  const int64_t t0 = (r0 + kFixed16TileRows - 1) / kFixed16TileRows;
+  const int64_t t1 = std::min(r1, w.tiled_rows) / kFixed16TileRows;
+  if (t1 > t0) {
+    Fixed16RowsAvx512<false>(w, r0, t0 * kFixed16TileRows, bias, xa, n_tokens, y, y_stride);
+    Fixed16TileRows(w, t0, t1, bias, xa, n_tokens, y, y_stride);
+    r0 = t1 * kFixed16TileRows;
+  }
   Fixed16RowsAvx512<false>(w, r0, r1, bias, xa, n_tokens, y, y_stride);
 #else
   Fixed16RowsScalar(w, r0, r1, bias, xa, n_tokens, y, y_stride);

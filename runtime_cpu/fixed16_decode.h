@@ -79,6 +79,7 @@ struct Fixed16Activations {
   // point and the Q8 bias come off as multiples of these, so every lane of
   // T stays exact in int32.
   const int32_t* lane_sums = nullptr;
+  const int32_t* block_sums = nullptr;  // [n_tokens][cols / 128]: Σ v over the block
 };
 
 Fixed16Layout Fixed16LayoutFor(const Weight& w);

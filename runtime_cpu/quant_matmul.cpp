@@ -6,6 +6,7 @@
 // share each converted weight vector) and scales the group vector by a
 // broadcast s, so no horizontal sum happens before the end of the row.
 #include "runtime_cpu/quant_matmul.h"
+#include "runtime_cpu/fixed16_tiles.h"
 
 #include <algorithm>
 #include <cstring>
@@ -603,7 +604,44 @@ void Q4DecodeRows(const Weight& w, int64_t r0, int64_t r1, const float* bias,
 #endif
 }
 
+namespace {
+
+// A one-row Weight over row r of a tiled Q4 weight (fixed16_tiles.h), its
+// codes copied back to row-major form into `row`, so that the row-major
+// pages, handed back after tiling, are not faulted in again.
+const Weight& TiledRowView(const Weight& w, int64_t r, std::vector<uint8_t>& row, Weight& view,
+                           int64_t& view_row) {
+  view_row = r;
+  if (r >= w.tiled_rows) return w;
+  Grow(row, static_cast<size_t>(w.cols / 2));
+  UntileQ4Row(w, r, row.data());
+  view.rows = 1;
+  view.cols = w.cols;
+  view.format = w.format;
+  view.source_type = w.source_type;
+  view.group_size = w.group_size;
+  view.codes = row.data();
+  view.scales = w.scales + r * w.groups_per_row();
+  view_row = 0;
+  return view;
+}
+
+}  // namespace
+
+static void DequantizeRowsRowMajor(const Weight& w, int64_t r0, int64_t r1, float* out, KernelIsa isa);
+
 void DequantizeRows(const Weight& w, int64_t r0, int64_t r1, float* out, KernelIsa isa) {
+  if (w.tiled_rows == 0) return DequantizeRowsRowMajor(w, r0, r1, out, isa);
+  thread_local std::vector<uint8_t> row;
+  Weight view;
+  for (int64_t r = r0; r < r1; ++r) {
+    int64_t vr = 0;
+    const Weight& v = TiledRowView(w, r, row, view, vr);
+    DequantizeRowsRowMajor(v, vr, vr + 1, out + (r - r0) * w.cols, isa);
+  }
+}
+
+static void DequantizeRowsRowMajor(const Weight& w, int64_t r0, int64_t r1, float* out, KernelIsa isa) {
   const int64_t cols = w.cols;
   for (int64_t r = r0; r < r1; ++r) {
     float* o = out + (r - r0) * cols;
@@ -623,6 +661,13 @@ void DequantizeRows(const Weight& w, int64_t r0, int64_t r1, float* out, KernelI
 }
 
 void DequantizeRow(const Weight& w, int64_t r, float* out) {
+  if (w.tiled_rows > 0) {
+    thread_local std::vector<uint8_t> row;
+    Weight view;
+    int64_t vr = 0;
+    const Weight& v = TiledRowView(w, r, row, view, vr);
+    if (&v != &w) return DequantizeRow(v, vr, out);
+  }
   const int64_t cols = w.cols;
   if (w.format == WeightFormat::kF32) {
     std::copy_n(w.f32 + r * cols, cols, out);

@@ -10,6 +10,7 @@
 #include <string>
 
 #include "model/arch.h"
+#include "runtime_cpu/fixed16_tiles.h"
 #include "runtime_cpu/runtime_impl.h"
 #include "runtime_cpu/quant_matmul.h"
 
@@ -264,6 +265,14 @@ Result<std::unique_ptr<Runtime>> Runtime::Create(const Model& model, const Runti
   impl->layers.resize(static_cast<size_t>(hp.n_layer));
   for (int l = 0; l < hp.n_layer; ++l) {
     SSMQ_RETURN_IF_ERROR(LoadLayer(model, hp, l, impl->layers[l]));
+  }
+  if (opts.fixed16_tiles) {  // the weights the decode multiplies with float activations
+    for (rt::LayerWeights& w : impl->layers) {
+      if (!w.act[ActSite::kInProjInput].enabled()) rt::BuildFixed16Tiles(w.in_proj);
+      if (!w.act[ActSite::kOutProjInput].enabled()) rt::BuildFixed16Tiles(w.out_proj);
+      if (!w.act[ActSite::kConvOutput].enabled()) rt::BuildFixed16Tiles(w.x_proj);
+    }
+    rt::BuildFixed16Tiles(hp.tied_embeddings ? impl->token_embd : impl->output);
   }
   impl->any_float_state = impl->any_int8_state = impl->any_half_state = false;
   for (const rt::LayerWeights& w : impl->layers) {

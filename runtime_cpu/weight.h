@@ -45,6 +45,10 @@ struct Weight {
   const uint8_t* zeros = nullptr;   // kQ4 with zero points: like scales; nullptr: z = 8
   int64_t group_size = 0;
   std::vector<float> owned_scales;  // when the file's scales could not be viewed in place
+  // kQ4 rows [0, tiled_rows) again in 16-row tiles for the fixed16 decode
+  // kernel (fixed16_tiles.h); 0: none. The row-major codes stay valid.
+  std::vector<uint8_t> tiled_codes;
+  int64_t tiled_rows = 0;
 
   bool present() const { return f32 != nullptr || codes != nullptr || half != nullptr; }
   bool quantized() const { return format == WeightFormat::kQ8 || format == WeightFormat::kQ4; }

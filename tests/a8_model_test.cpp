@@ -327,6 +327,41 @@ TEST(A8Runtime, Mamba1ChannelTeamsGiveTheSameLogits) {
   }
 }
 
+// Q4 weights in 16-row tiles (RuntimeOptions::fixed16_tiles) give the
+// logits of the row-major kernel to fp32 summation order (the same exact
+// integer block sums, added per block instead of per lane), through
+// prefill (DequantizeRows from the tiles) and 12 decode steps.
+TEST(A8Runtime, Fixed16TilesGiveTheSameLogits) {
+  for (const char* fixture : {"mamba1-tiny", "mamba2-tiny"}) {
+    SCOPED_TRACE(fixture);
+    const std::vector<int32_t> ids = ReferenceInputIds(fixture);
+    const Model& m = Quantized(fixture, "w4a16");
+    std::vector<float> logits[2];
+    for (int tiles : {0, 1}) {
+      RuntimeOptions ro;
+      ro.n_threads = 2;
+      ro.fixed16_tiles = tiles != 0;
+      auto rt = Runtime::Create(m, ro);
+      ASSERT_TRUE(rt.ok()) << rt.status().ToString();
+      RecurrentState st = (*rt)->NewState(1);
+      std::vector<float> out;
+      ASSERT_TRUE((*rt)->Prefill(std::span(ids).first(16), 1, 16, st, out).ok());
+      logits[tiles].insert(logits[tiles].end(), out.begin(), out.end());
+      for (int t = 16; t < 28; ++t) {
+        ASSERT_TRUE((*rt)->Step(std::span(ids).subspan(t, 1), st, out).ok());
+        logits[tiles].insert(logits[tiles].end(), out.begin(), out.end());
+      }
+    }
+    ASSERT_EQ(logits[0].size(), logits[1].size());
+    float max_abs = 0, max_diff = 0;
+    for (size_t i = 0; i < logits[0].size(); ++i) {
+      max_abs = std::max(max_abs, std::fabs(logits[0][i]));
+      max_diff = std::max(max_diff, std::fabs(logits[0][i] - logits[1][i]));
+    }
+    EXPECT_LE(max_diff, 1e-4f * max_abs) << "max |logit| " << max_abs;
+  }
+}
+
 // ------------------------------------------------------------ perplexity targets
 
 struct A8Case {

@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstring>
 #include <filesystem>
 #include <map>
 #include <memory>
@@ -23,6 +24,7 @@
 #include "model/model_io.h"
 #include "runtime_cpu/f32_gemm.h"
 #include "runtime_cpu/fixed16_decode.h"
+#include "runtime_cpu/fixed16_tiles.h"
 #include "runtime_cpu/fixed16_narrow.h"
 #include "runtime_cpu/quant_matmul.h"
 #include "runtime_cpu/runtime.h"
@@ -369,6 +371,66 @@ TEST(Fixed16, KernelsMatchFormula) {
       }
     }
   }
+}
+
+// 16-row tiles (fixed16_tiles.h): the copy untiles to the stored rows,
+// DequantizeRows reads the same values from it, and Fixed16Rows from the
+// tiles equals the row-major kernel's formula to fp32 summation error, for
+// ranges that start and end inside a tile and rows past the last whole
+// tile; a NaN block makes every row NaN. Zero points and Q8 keep row-major.
+TEST(Fixed16Tiles, MatchRowMajor) {
+  if (rt::BestKernelIsa() != rt::KernelIsa::kAvx512) GTEST_SKIP() << "AVX-512 kernel";
+  struct Case {
+    int64_t rows, cols;
+    uint32_t group;
+  };
+  for (const Case& k : {Case{40, 768, 128}, Case{37, 512, 256}, Case{16, 1024, 128}}) {
+    SCOPED_TRACE(std::to_string(k.rows) + "x" + std::to_string(k.cols) + " group " +
+                 std::to_string(k.group));
+    QuantMatrix m = MakeQuant(k.rows, k.cols, true, k.group, false, 51);
+    rt::Weight tiled = m.w;
+    ASSERT_TRUE(rt::Fixed16TilesApply(tiled, rt::KernelIsa::kAvx512));
+    rt::BuildFixed16Tiles(tiled);
+    ASSERT_EQ(tiled.tiled_rows, k.rows / 16 * 16);
+    const int64_t rows = k.rows, cols = k.cols;
+    std::vector<uint8_t> row(cols / 2);
+    for (int64_t r = 0; r < tiled.tiled_rows; ++r) {
+      rt::UntileQ4Row(tiled, r, row.data());
+      ASSERT_EQ(std::memcmp(row.data(), m.q.codes.data() + r * cols / 2, cols / 2), 0) << r;
+    }
+    std::vector<float> deq_ref(rows * cols), deq_tiled(rows * cols);
+    rt::DequantizeRows(m.w, 0, rows, deq_ref.data(), rt::KernelIsa::kAvx512);
+    rt::DequantizeRows(tiled, 0, rows, deq_tiled.data(), rt::KernelIsa::kAvx512);
+    EXPECT_EQ(deq_ref, deq_tiled);
+    std::vector<float> one_row(cols);
+    rt::DequantizeRow(tiled, rows - 1, one_row.data());
+    EXPECT_TRUE(std::equal(one_row.begin(), one_row.end(), deq_ref.begin() + (rows - 1) * cols));
+
+    const auto bias = RandomVector(rows, 52);
+    const rt::Fixed16Layout layout = rt::Fixed16LayoutFor(m.w);
+    for (int64_t tokens : {int64_t{1}, int64_t{2}}) {
+      const auto x = RandomVector(tokens * cols, 53 + tokens);
+      const rt::Fixed16Activations xa =
+          rt::PrepareFixed16(x.data(), cols, tokens, cols, layout, rt::KernelIsa::kAvx512);
+      std::vector<float> ref(tokens * rows), got(tokens * rows, -1.0f);
+      rt::Fixed16RowsScalar(m.w, 0, rows, bias.data(), xa, tokens, ref.data(), rows);
+      rt::Fixed16Rows(tiled, 0, 5, bias.data(), xa, tokens, got.data(), rows);  // inside tile 0
+      rt::Fixed16Rows(tiled, 5, rows, bias.data(), xa, tokens, got.data(), rows);
+      for (int64_t i = 0; i < tokens * rows; ++i)
+        EXPECT_NEAR(got[i], ref[i], 2e-5f * (std::fabs(ref[i]) + 1.0f)) << "row " << i % rows;
+    }
+    auto x = RandomVector(cols, 60);
+    x[cols - 1] = NAN;
+    const rt::Fixed16Activations xn =
+        rt::PrepareFixed16(x.data(), cols, 1, cols, layout, rt::KernelIsa::kAvx512);
+    std::vector<float> y(rows);
+    rt::Fixed16Rows(tiled, 0, rows, nullptr, xn, 1, y.data(), rows);
+    for (int64_t r = 0; r < rows; ++r) EXPECT_TRUE(std::isnan(y[r])) << r;
+  }
+  QuantMatrix zp = MakeQuant(32, 256, true, 128, true, 61);
+  EXPECT_FALSE(rt::Fixed16TilesApply(zp.w, rt::KernelIsa::kAvx512));
+  QuantMatrix q8 = MakeQuant(32, 256, false, 128, false, 62);
+  EXPECT_FALSE(rt::Fixed16TilesApply(q8.w, rt::KernelIsa::kAvx512));
 }
 
 // The 64-column kernel (Mamba1 dt_proj at mamba-370m) and its scalar form

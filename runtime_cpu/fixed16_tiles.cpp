@@ -1,0 +1,154 @@
+// Q4 16-row tiles for the fixed16 decode kernel (fixed16_tiles.h).
+#include "runtime_cpu/fixed16_tiles.h"
+
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstring>
+#include <vector>
+
+namespace ssmq::rt {
+
+namespace {
+
+constexpr int64_t kChunkBytes = 64;  // one load: 4 packed bytes × 16 rows
+constexpr int64_t kChunksPerBlock = kFixed16Block / 8;
+constexpr int64_t kBlockTileBytes = kChunkBytes * kChunksPerBlock;  // 16 rows × 64 bytes
+constexpr int kSets = 4;
+
+// Gives the whole pages inside [p, p + n) back to the kernel. Advisory:
+// clean file pages are dropped (a later read maps them in again), anonymous
+// ones are kept or swapped; the bytes never change.
+void ReleasePages(const void* p, size_t n) {
+#ifdef MADV_PAGEOUT
+  const uintptr_t page = static_cast<uintptr_t>(sysconf(_SC_PAGESIZE));
+  const uintptr_t begin = (reinterpret_cast<uintptr_t>(p) + page - 1) & ~(page - 1);
+  const uintptr_t end = (reinterpret_cast<uintptr_t>(p) + n) & ~(page - 1);
+  if (end > begin) madvise(reinterpret_cast<void*>(begin), end - begin, MADV_PAGEOUT);
+#else
+  (void)p, (void)n;
+#endif
+}
+
+#ifdef SSMQ_HAVE_X86_KERNELS
+// One tile (16 rows) of one token; see the header for the layout. Per block:
+// 16 chunks × (one load, two masks, four vpdpbusd with broadcast activation
+// dwords) into 8 accumulators (even / odd chunks keep the chains short), then
+// T for the 16 rows in one vector:
+//   T = 256 · (Σ q_e·hi + Σ 16q_o·hi / 16) + Σ q_e·lo + Σ 16q_o·lo / 16 - 8 · Σv
+// and y += float(T) · (s_row · scale_b), the order of Fixed16RowsScalar.
+SSMQ_TARGET_AVX512 void TileAvx512(const Weight& w, int64_t tile, const int8_t* xb,
+                                   const float* xscale, const int32_t* block_sums,
+                                   __m512i scale_index, const float* bias, float* out) {
+  const int64_t nb = w.cols / kFixed16Block;
+  const int64_t blocks_per_group = w.group_size / kFixed16Block, ng = w.groups_per_row();
+  const uint8_t* p = w.tiled_codes.data() + tile * nb * kBlockTileBytes;
+  const float* tile_scales = w.scales + tile * kFixed16TileRows * ng;
+  const int64_t ahead = kPrefetchRows * (w.cols / 2);  // one tile on at 16 rows
+  const __m512i low4 = _mm512_set1_epi8(0x0F);
+  const __m512i high4 = _mm512_set1_epi8(static_cast<char>(0xF0));
+  __m512 acc = _mm512_setzero_ps();
+  for (int64_t b = 0; b < nb; ++b) {
+    int32_t x[4][kChunksPerBlock];  // parts hi-even, hi-odd, lo-even, lo-odd as dwords
+    std::memcpy(x, xb + b * 256, sizeof x);
+    __m512i he[kSets], ho[kSets], le[kSets], lo[kSets];
+    for (int j = 0; j < kSets; ++j) he[j] = ho[j] = le[j] = lo[j] = _mm512_setzero_si512();
+    const uint8_t* pb = p + b * kBlockTileBytes;
+#pragma GCC unroll 16
+    for (int k = 0; k < kChunksPerBlock; ++k) {
+      const int j = k % kSets;
+      PrefetchRead(pb + k * kChunkBytes + ahead);
+      const __m512i v = _mm512_loadu_si512(pb + k * kChunkBytes);
+      const __m512i even = _mm512_and_si512(v, low4);  // q of columns 8k, 8k+2, ...
+      const __m512i odd = _mm512_and_si512(v, high4);  // 16 · q of columns 8k+1, ...
+      he[j] = _mm512_dpbusd_epi32(he[j], even, _mm512_set1_epi32(x[0][k]));
+      ho[j] = _mm512_dpbusd_epi32(ho[j], odd, _mm512_set1_epi32(x[1][k]));
+      le[j] = _mm512_dpbusd_epi32(le[j], even, _mm512_set1_epi32(x[2][k]));
+      lo[j] = _mm512_dpbusd_epi32(lo[j], odd, _mm512_set1_epi32(x[3][k]));
+    }
+    for (int j = 1; j < kSets; ++j) {
+      he[0] = _mm512_add_epi32(he[0], he[j]);
+      ho[0] = _mm512_add_epi32(ho[0], ho[j]);
+      le[0] = _mm512_add_epi32(le[0], le[j]);
+      lo[0] = _mm512_add_epi32(lo[0], lo[j]);
+    }
+    const __m512i hi = _mm512_add_epi32(he[0], _mm512_srai_epi32(ho[0], 4));
+    const __m512i lo_sum = _mm512_add_epi32(le[0], _mm512_srai_epi32(lo[0], 4));
+    const __m512i t = _mm512_add_epi32(_mm512_add_epi32(_mm512_slli_epi32(hi, 8), lo_sum),
+                                       _mm512_set1_epi32(-8 * block_sums[b]));
+    const __m512 s = _mm512_i32gather_ps(scale_index, tile_scales + b / blocks_per_group, 4);
+    acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(t), _mm512_mul_ps(s, _mm512_set1_ps(xscale[b])), acc);
+  }
+  if (bias) acc = _mm512_add_ps(acc, _mm512_loadu_ps(bias));
+  _mm512_storeu_ps(out, acc);
+}
+
+SSMQ_TARGET_AVX512 void TileRowsAvx512(const Weight& w, int64_t t0, int64_t t1,
+                                       const float* bias, const Fixed16Activations& xa,
+                                       int64_t n_tokens, float* y, int64_t y_stride) {
+  const int64_t nb = w.cols / kFixed16Block, ng = w.groups_per_row();
+  const __m512i scale_index = _mm512_mullo_epi32(
+      _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
+      _mm512_set1_epi32(static_cast<int32_t>(ng)));
+  for (int64_t t = 0; t < n_tokens; ++t) {
+    for (int64_t tile = t0; tile < t1; ++tile) {
+      const int64_t r = tile * kFixed16TileRows;
+      TileAvx512(w, tile, xa.bytes + t * nb * 256, xa.scales + t * nb, xa.block_sums + t * nb,
+                 scale_index, bias ? bias + r : nullptr, y + t * y_stride + r);
+    }
+  }
+}
+#endif
+
+}  // namespace
+
+bool Fixed16TilesApply(const Weight& w, KernelIsa isa) {
+  return w.format == WeightFormat::kQ4 && w.zeros == nullptr && w.codes != nullptr &&
+         w.rows >= kFixed16TileRows && Fixed16Applies(w, isa);
+}
+
+void BuildFixed16Tiles(Weight& w) {
+  if (w.tiled_rows > 0 || !Fixed16TilesApply(w, CpuIsa())) return;
+  const int64_t n_tiles = w.rows / kFixed16TileRows;
+  const int64_t row_bytes = w.cols / 2, dwords = row_bytes / 4;
+  w.tiled_codes.resize(static_cast<size_t>(n_tiles * kFixed16TileRows * row_bytes));
+  // Tile by tile: dword j of row 16T + lane goes to dword (T·dwords + j)·16 + lane.
+  // In batches of ~1 MiB of source, whose pages go back after each batch, so
+  // the resident size never holds both copies of more than one batch.
+  const int64_t tile_bytes = kFixed16TileRows * row_bytes;
+  const int64_t batch = std::max<int64_t>(1, (int64_t{1} << 20) / tile_bytes);
+  for (int64_t first = 0; first < n_tiles; first += batch) {
+    const int64_t last = std::min(n_tiles, first + batch);
+#pragma omp parallel for schedule(static) if (last - first >= 16)
+    for (int64_t tile = first; tile < last; ++tile) {
+      uint8_t* dst = w.tiled_codes.data() + tile * tile_bytes;
+      for (int64_t lane = 0; lane < kFixed16TileRows; ++lane) {
+        const uint8_t* src = w.codes + (tile * kFixed16TileRows + lane) * row_bytes;
+        for (int64_t j = 0; j < dwords; ++j)
+          std::memcpy(dst + (j * kFixed16TileRows + lane) * 4, src + j * 4, 4);
+      }
+    }
+    ReleasePages(w.codes + first * tile_bytes, static_cast<size_t>((last - first) * tile_bytes));
+  }
+  w.tiled_rows = n_tiles * kFixed16TileRows;
+}
+
+void UntileQ4Row(const Weight& w, int64_t r, uint8_t* out) {
+  const int64_t row_bytes = w.cols / 2, dwords = row_bytes / 4;
+  const int64_t tile = r / kFixed16TileRows, lane = r % kFixed16TileRows;
+  const uint8_t* src = w.tiled_codes.data() + tile * kFixed16TileRows * row_bytes;
+  for (int64_t j = 0; j < dwords; ++j)
+    std::memcpy(out + j * 4, src + (j * kFixed16TileRows + lane) * 4, 4);
+}
+
+void Fixed16TileRows(const Weight& w, int64_t t0, int64_t t1, const float* bias,
+                     const Fixed16Activations& xa, int64_t n_tokens, float* y, int64_t y_stride) {
+#ifdef SSMQ_HAVE_X86_KERNELS
+  TileRowsAvx512(w, t0, t1, bias, xa, n_tokens, y, y_stride);
+#else
+  (void)w, (void)t0, (void)t1, (void)bias, (void)xa, (void)n_tokens, (void)y, (void)y_stride;
+#endif
+}
+
+}  // namespace ssmq::rt

@@ -1,0 +1,53 @@
+// Q4 weights in 16-row tiles for the batch-1 fixed16 decode kernel
+// (fixed16_decode.h gives the formula; this is the same T and y).
+//
+// Why: row-major, vpdpbusd's 16 int32 lanes hold 16 column groups of one
+// row, so every row and 128-column block ends in an epilogue (combine hi/lo,
+// convert, scale, add) and every row needs its own shared-activation
+// bookkeeping: about half of the kernel's vector uops, which made the
+// mamba-370m w4a16 decode compute-bound (in L1: ~15 GB/s per core, against
+// ~11.5 GB/s of DRAM per core). In a tile the 16 lanes are 16 rows: one
+// 64-byte load carries the same 8 columns of 16 rows, the activations are
+// broadcast dwords, each lane's block sum T stays exact in int32 until one
+// epilogue per tile and block, and the odd nibbles are used in place
+// (v & 0xF0 = 16 · code, so those sums are multiples of 16 and come back
+// exactly with an arithmetic shift).
+//
+// Layout of rows [0, tiled_rows) (tiled_rows = rows rounded down to 16):
+//   tile T, block b (128 columns = 64 packed bytes per row), chunk k < 16:
+//   bytes [((T · nb + b) · 16 + k) · 64 + 4 · lane, + 4) are row 16T + lane's
+//   packed bytes 64b + 4k .. + 4 (columns 128b + 8k .. + 8).
+// The copy is made once at load (Runtime::Create) for weights that the
+// decode multiplies with float activations; the row-major codes stay valid
+// for every other kernel, and their pages are handed back to the kernel
+// after the copy (MADV_PAGEOUT: clean file pages are dropped, never lost),
+// so the resident size does not double. DequantizeRows / DequantizeRow read
+// tiled rows from the tiles, so prefill and the embedding do not fault the
+// row-major pages back in.
+#pragma once
+
+#include <cstdint>
+
+#include "runtime_cpu/fixed16_decode.h"
+#include "runtime_cpu/simd_dispatch.h"
+#include "runtime_cpu/weight.h"
+
+namespace ssmq::rt {
+
+inline constexpr int64_t kFixed16TileRows = 16;
+
+// Q4 without zero points, fixed16 shapes (Fixed16Applies), AVX-512, >= 16 rows.
+bool Fixed16TilesApply(const Weight& w, KernelIsa isa);
+
+// Builds w.tiled_codes / w.tiled_rows (no-op when it does not apply or is
+// built already).
+void BuildFixed16Tiles(Weight& w);
+
+// Row r (< w.tiled_rows) of the tiles back in row-major packed form: cols/2 bytes.
+void UntileQ4Row(const Weight& w, int64_t r, uint8_t* out);
+
+// y rows [16 · t0, 16 · t1) of Fixed16Rows from the tiles (t1 · 16 <= tiled_rows).
+void Fixed16TileRows(const Weight& w, int64_t t0, int64_t t1, const float* bias,
+                     const Fixed16Activations& xa, int64_t n_tokens, float* y, int64_t y_stride);
+
+}  // namespace ssmq::rt
