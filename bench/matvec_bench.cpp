@@ -7,9 +7,10 @@
 // mapped file — and runs one matvec through every matrix per pass, for:
 //   q8/int8   Int8MatMul, static per-tensor activation scale (w8a8 in_proj)
 //   q4/int8   Int8MatMul, Q4 groups of 128 (w4a8)
+//   q4t/int8  the same on 16-row tiles (q4_tiles.h), as the runtime loads them
 //   q8/f32    MatMul with float activations (w8a16)
 //   q4/f32    MatMul with float activations (w4a16)
-//   q4t/f32   the same on 16-row tiles (fixed16_tiles.h), as the runtime loads them
+//   q4t/f32   the same on 16-row tiles
 //   f16/f32   MatMul on 16-bit weights (f16 files)
 // and reports GB/s of weight bytes (codes + scales) beside the read probe of
 // runtime_cpu/membw (plain AVX-512/AVX2 loads over a buffer of the same size)
@@ -27,7 +28,7 @@
 #include <vector>
 
 #include "runtime_cpu/act_quant.h"
-#include "runtime_cpu/fixed16_tiles.h"
+#include "runtime_cpu/q4_tiles.h"
 #include "runtime_cpu/membw.h"
 #include "runtime_cpu/weight.h"
 
@@ -140,6 +141,7 @@ int main(int argc, char** argv) {
   };
   const Case cases[] = {{"q8/int8", WeightFormat::kQ8, true},
                         {"q4/int8", WeightFormat::kQ4, true},
+                        {"q4t/int8", WeightFormat::kQ4, true, true},
                         {"q8/f32", WeightFormat::kQ8, false},
                         {"q4/f32", WeightFormat::kQ4, false},
                         {"q4t/f32", WeightFormat::kQ4, false, true},
@@ -165,7 +167,7 @@ int main(int argc, char** argv) {
     for (const Case& c : cases) {
       if (!only.empty() && std::string(c.name).find(only) == std::string::npos) continue;
       Stack s = MakeStack(c.format, target);
-      if (c.tiles) for (Weight& w : s.mats) ssmq::rt::BuildFixed16Tiles(w);
+      if (c.tiles) for (Weight& w : s.mats) ssmq::rt::BuildQ4Tiles(w);
       const double gbs = BestGbs(passes, s.bytes, [&] {
         for (const Weight& w : s.mats) {
           if (c.int8_act) {

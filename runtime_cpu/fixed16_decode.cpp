@@ -6,7 +6,7 @@
 #include <vector>
 
 #include "format/quant.h"
-#include "runtime_cpu/fixed16_tiles.h"
+#include "runtime_cpu/q4_tiles.h"
 
 namespace ssmq::rt {
 
@@ -300,12 +300,12 @@ void Fixed16Rows(const Weight& w, int64_t r0, int64_t r1, const float* bias,
   if (w.format == WeightFormat::kQ8)
     return Fixed16RowsAvx512<true>(w, r0, r1, bias, xa, n_tokens, y, y_stride);
   // Whole 16-row tiles inside [r0, r1) from the tiles, the rest row-major.
-  const int64_t t0 = (r0 + kFixed16TileRows - 1) / kFixed16TileRows;
-  const int64_t t1 = std::min(r1, w.tiled_rows) / kFixed16TileRows;
+  const int64_t t0 = (r0 + kQ4TileRows - 1) / kQ4TileRows;
+  const int64_t t1 = std::min(r1, w.tiled_rows) / kQ4TileRows;
   if (t1 > t0) {
-    Fixed16RowsAvx512<false>(w, r0, t0 * kFixed16TileRows, bias, xa, n_tokens, y, y_stride);
+    Fixed16RowsAvx512<false>(w, r0, t0 * kQ4TileRows, bias, xa, n_tokens, y, y_stride);
     Fixed16TileRows(w, t0, t1, bias, xa, n_tokens, y, y_stride);
-    r0 = t1 * kFixed16TileRows;
+    r0 = t1 * kQ4TileRows;
   }
   Fixed16RowsAvx512<false>(w, r0, r1, bias, xa, n_tokens, y, y_stride);
 #else

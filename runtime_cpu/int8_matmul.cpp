@@ -35,6 +35,7 @@
 
 #include "format/quant.h"
 #include "runtime_cpu/act_quant.h"
+#include "runtime_cpu/q4_tiles.h"
 
 #include "runtime_cpu/simd_dispatch.h"
 
@@ -593,6 +594,68 @@ SSMQ_TARGET_AVX512 void RowsAvx512(const Int8Args& a, const Int8Prep& prep, int6
   }
 }
 
+// Q4 in 16-row tiles (q4_tiles.h), one token: the 16 lanes are 16 rows. Per
+// 8 columns of the split activations: one 64-byte load, two masks, two
+// vpdpbusd with the even / odd activation dwords broadcast (the odd nibbles
+// stay in place, so those sums carry 16 · code and come back exactly by an
+// arithmetic shift). Per block every lane holds its row's isum exactly and
+// the float steps are THE FLOAT COMBINATION ORDER lane by lane, so the
+// output is bit-identical to the scalar kernel's.
+constexpr int64_t kTiledMaxBlock = 8192;  // 16 · 15 · 128 · (8192 / 2) < 2^31
+
+bool TiledInt8Applies(const Weight& w, const Int8Args& a, const Int8Prep& prep) {
+  return w.format == WeightFormat::kQ4 && w.tiled_rows > 0 && prep.q4_split != nullptr &&
+         a.block % 128 == 0 && a.block <= kTiledMaxBlock;
+}
+
+SSMQ_TARGET_AVX512 void TiledInt8Q4(const Int8Args& a, const Int8Prep& prep, int64_t tile,
+                                    int64_t t) {
+  const Weight& w = *a.w;
+  const int64_t cols = w.cols, B = a.block, ng = a.groups_per_row;
+  const uint8_t* p = w.tiled_codes.data() + tile * kQ4TileRows * (cols / 2);
+  const float* tile_scales = w.scales + tile * kQ4TileRows * ng;
+  const int8_t* qs = prep.q4_split + t * cols;
+  const int64_t ahead = kPrefetchRows * (cols / 2);  // one tile on
+  const __m512i low4 = _mm512_set1_epi8(0x0F);
+  const __m512i high4 = _mm512_set1_epi8(static_cast<char>(0xF0));
+  const __m512i scale_index = _mm512_mullo_epi32(
+      _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
+      _mm512_set1_epi32(static_cast<int32_t>(ng)));
+  BlockWalk walk(a);
+  __m512 facc = _mm512_setzero_ps();
+  int64_t block_index = 0;
+  for (int64_t c0 = 0; c0 < cols; c0 += B, ++block_index) {
+    walk.Seek(c0);
+    __m512i even_sum[2], odd_sum[2];
+    for (int j = 0; j < 2; ++j) even_sum[j] = odd_sum[j] = _mm512_setzero_si512();
+    for (int64_t c = c0; c < c0 + B; c += 128) {
+      const uint8_t* pb = p + (c / 128) * 1024;
+      int32_t x[2][16];  // dword k: columns 8k, 8k+2, 8k+4, 8k+6 (even), 8k+1, ... (odd)
+      std::memcpy(x, qs + c, sizeof x);
+#pragma GCC unroll 16
+      for (int k = 0; k < 16; ++k) {
+        PrefetchRead(pb + k * 64 + ahead);
+        const __m512i v = _mm512_loadu_si512(pb + k * 64);
+        even_sum[k & 1] = _mm512_dpbusd_epi32(even_sum[k & 1], _mm512_and_si512(v, low4),
+                                              _mm512_set1_epi32(x[0][k]));
+        odd_sum[k & 1] = _mm512_dpbusd_epi32(odd_sum[k & 1], _mm512_and_si512(v, high4),
+                                             _mm512_set1_epi32(x[1][k]));
+      }
+    }
+    const __m512i isum = _mm512_sub_epi32(
+        _mm512_add_epi32(_mm512_add_epi32(even_sum[0], even_sum[1]),
+                         _mm512_srai_epi32(_mm512_add_epi32(odd_sum[0], odd_sum[1]), 4)),
+        _mm512_set1_epi32(8 * prep.asum[t * prep.n_blocks + block_index]));
+    const float sa = walk.a_scales ? walk.a_scales[walk.ga] : 1.0f;
+    const __m512 sw = _mm512_i32gather_ps(scale_index, tile_scales + walk.gw, 4);
+    facc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum), _mm512_mul_ps(_mm512_set1_ps(sa), sw), facc);
+  }
+  const int64_t r = tile * kQ4TileRows;
+  const __m512 b = a.bias ? _mm512_loadu_ps(a.bias + r) : _mm512_setzero_ps();
+  _mm512_storeu_ps(a.y + t * a.y_stride + r,
+                   _mm512_fmadd_ps(facc, _mm512_set1_ps(a.row_scales[t]), b));
+}
+
 // sums[b * stride] = sum of row[c] over block b (columns [b·block, min(cols, (b+1)·block))),
 // exact in int32 (|row[c]| <= 128, blocks of at most 2^17 columns: Int8BlockWidth):
 // the Q4 activation sums that take off the zero point, and the Q8 weight sums
@@ -736,8 +799,10 @@ template <bool kQ4>
 SSMQ_TARGET_AVX512 void LaneRows(const Int8Args& a, const LanePrep& lp, int64_t r0, int64_t r1) {
   thread_local std::vector<uint8_t> unpacked;  // Q4: [kLaneRows][cols] codes
   thread_local std::vector<int32_t> corr;      // Q8: [kLaneRows][n_blocks]
+  thread_local std::vector<uint8_t> packed;    // Q4: a row copied out of its tile
   const Weight& w = *a.w;
   const int64_t cols = w.cols, B = a.block, nb = lp.n_blocks;
+  if (kQ4 && w.tiled_rows > 0) Grow(packed, static_cast<size_t>(cols / 2));
   Grow(unpacked, static_cast<size_t>(kLaneRows * cols));
   Grow(corr, static_cast<size_t>(kLaneRows * nb));
   for (int64_t r = r0; r < r1; r += kLaneRows) {
@@ -745,7 +810,7 @@ SSMQ_TARGET_AVX512 void LaneRows(const Int8Args& a, const LanePrep& lp, int64_t 
     const uint8_t* rows[kLaneRows];
     for (int i = 0; i < mr; ++i) {
       if constexpr (kQ4) {
-        const uint8_t* src = w.codes + (r + i) * (cols / 2);
+        const uint8_t* src = Q4RowCodes(w, r + i, packed.data());
         uint8_t* dst = unpacked.data() + i * cols;
         int64_t c = 0;
         for (; c + 64 <= cols; c += 64) _mm512_storeu_si512(dst + c, UnpackQ4x64(src + c / 2));
@@ -853,6 +918,20 @@ void RunInt8Plan(const Int8PlanState& p, int64_t row0, int64_t row1) {
   const Weight& w = *p.args.w;
   if (p.args.block <= 0)
     return FillNaNRows(p.args.y, p.args.y_stride, p.args.n_tokens, row0, row1);
+#ifdef SSMQ_HAVE_AVX2_KERNELS
+  if (p.isa == Int8Isa::kAvx512Vnni && TiledInt8Applies(w, p.args, p.prep)) {
+    // Whole tiles inside [row0, row1) from the tiles (each tile's bytes stay in
+    // L1 across the tokens), the rows around them row-major.
+    const int64_t t0 = (row0 + kQ4TileRows - 1) / kQ4TileRows;
+    const int64_t t1 = std::min(row1, w.tiled_rows) / kQ4TileRows;
+    if (t1 > t0) {
+      if (row0 < t0 * kQ4TileRows) RowsAvx512<true>(p.args, p.prep, row0, t0 * kQ4TileRows);
+      for (int64_t tile = t0; tile < t1; ++tile)
+        for (int64_t t = 0; t < p.args.n_tokens; ++t) TiledInt8Q4(p.args, p.prep, tile, t);
+      row0 = t1 * kQ4TileRows;
+    }
+  }
+#endif
   for (int64_t r0 = row0; r0 < row1; r0 += kInt8RowChunk) {
     const int64_t r1 = std::min(row1, r0 + kInt8RowChunk);
 #ifdef SSMQ_HAVE_AVX2_KERNELS

@@ -6,7 +6,7 @@
 // share each converted weight vector) and scales the group vector by a
 // broadcast s, so no horizontal sum happens before the end of the row.
 #include "runtime_cpu/quant_matmul.h"
-#include "runtime_cpu/fixed16_tiles.h"
+#include "runtime_cpu/q4_tiles.h"
 
 #include <algorithm>
 #include <cstring>
@@ -606,7 +606,7 @@ void Q4DecodeRows(const Weight& w, int64_t r0, int64_t r1, const float* bias,
 
 namespace {
 
-// A one-row Weight over row r of a tiled Q4 weight (fixed16_tiles.h), its
+// A one-row Weight over row r of a tiled Q4 weight (q4_tiles.h), its
 // codes copied back to row-major form into `row`, so that the row-major
 // pages, handed back after tiling, are not faulted in again.
 const Weight& TiledRowView(const Weight& w, int64_t r, std::vector<uint8_t>& row, Weight& view,

@@ -10,7 +10,7 @@
 #include <string>
 
 #include "model/arch.h"
-#include "runtime_cpu/fixed16_tiles.h"
+#include "runtime_cpu/q4_tiles.h"
 #include "runtime_cpu/runtime_impl.h"
 #include "runtime_cpu/quant_matmul.h"
 
@@ -266,13 +266,11 @@ Result<std::unique_ptr<Runtime>> Runtime::Create(const Model& model, const Runti
   for (int l = 0; l < hp.n_layer; ++l) {
     SSMQ_RETURN_IF_ERROR(LoadLayer(model, hp, l, impl->layers[l]));
   }
-  if (opts.fixed16_tiles) {  // the weights the decode multiplies with float activations
+  if (opts.q4_tiles) {  // the Q4 matmul weights (BuildQ4Tiles skips what does not apply)
     for (rt::LayerWeights& w : impl->layers) {
-      if (!w.act[ActSite::kInProjInput].enabled()) rt::BuildFixed16Tiles(w.in_proj);
-      if (!w.act[ActSite::kOutProjInput].enabled()) rt::BuildFixed16Tiles(w.out_proj);
-      if (!w.act[ActSite::kConvOutput].enabled()) rt::BuildFixed16Tiles(w.x_proj);
+      for (rt::Weight* m : {&w.in_proj, &w.out_proj, &w.x_proj}) rt::BuildQ4Tiles(*m);
     }
-    rt::BuildFixed16Tiles(hp.tied_embeddings ? impl->token_embd : impl->output);
+    rt::BuildQ4Tiles(hp.tied_embeddings ? impl->token_embd : impl->output);
   }
   impl->any_float_state = impl->any_int8_state = impl->any_half_state = false;
   for (const rt::LayerWeights& w : impl->layers) {

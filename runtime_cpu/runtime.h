@@ -53,9 +53,9 @@ struct RuntimeOptions {
   // 0: never; 1: whenever it applies (tests compare it with 0).
   int mamba1_channel_team = -1;
   // Copy Q4 weights that the decode multiplies with float activations into
-  // 16-row tiles at load (fixed16_tiles.h), handing the row-major pages back:
+  // 16-row tiles at load (q4_tiles.h), handing the row-major pages back:
   // the same resident size, a faster decode kernel, ~0.1 s more load time.
-  bool fixed16_tiles = true;
+  bool q4_tiles = true;
 };
 
 class Runtime {

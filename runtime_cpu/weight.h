@@ -46,7 +46,7 @@ struct Weight {
   int64_t group_size = 0;
   std::vector<float> owned_scales;  // when the file's scales could not be viewed in place
   // kQ4 rows [0, tiled_rows) again in 16-row tiles for the fixed16 decode
-  // kernel (fixed16_tiles.h); 0: none. The row-major codes stay valid.
+  // kernel (q4_tiles.h); 0: none. The row-major codes stay valid.
   std::vector<uint8_t> tiled_codes;
   int64_t tiled_rows = 0;
 

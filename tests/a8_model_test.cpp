@@ -327,11 +327,11 @@ TEST(A8Runtime, Mamba1ChannelTeamsGiveTheSameLogits) {
   }
 }
 
-// Q4 weights in 16-row tiles (RuntimeOptions::fixed16_tiles) give the
+// Q4 weights in 16-row tiles (RuntimeOptions::q4_tiles) give the
 // logits of the row-major kernel to fp32 summation order (the same exact
 // integer block sums, added per block instead of per lane), through
 // prefill (DequantizeRows from the tiles) and 12 decode steps.
-TEST(A8Runtime, Fixed16TilesGiveTheSameLogits) {
+TEST(A8Runtime, Q4TilesGiveTheSameLogits) {
   for (const char* fixture : {"mamba1-tiny", "mamba2-tiny"}) {
     SCOPED_TRACE(fixture);
     const std::vector<int32_t> ids = ReferenceInputIds(fixture);
@@ -340,7 +340,7 @@ TEST(A8Runtime, Fixed16TilesGiveTheSameLogits) {
     for (int tiles : {0, 1}) {
       RuntimeOptions ro;
       ro.n_threads = 2;
-      ro.fixed16_tiles = tiles != 0;
+      ro.q4_tiles = tiles != 0;
       auto rt = Runtime::Create(m, ro);
       ASSERT_TRUE(rt.ok()) << rt.status().ToString();
       RecurrentState st = (*rt)->NewState(1);

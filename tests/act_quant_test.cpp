@@ -15,6 +15,7 @@
 
 #include "format/quant.h"
 #include "runtime_cpu/act_quant.h"
+#include "runtime_cpu/q4_tiles.h"
 #include "runtime_cpu/quant_matmul.h"
 #include "runtime_cpu/weight.h"
 
@@ -409,6 +410,13 @@ TEST_P(Int8Kernels, ScalarAvx2IdenticalAndMatchOracle) {
         std::fill(y.begin(), y.end(), -1.0f);
         rt::Int8MatMul(m.w, b, aq, q.data(), rs.data(), tokens, y.data(), ys, threads);
         same_bits(y, "Int8MatMul");
+        if (rt::Q4TilesApply(m.w, rt::CpuIsa())) {  // the runtime's 16-row tile copy (q4_tiles.h)
+          rt::Weight tiled = m.w;
+          rt::BuildQ4Tiles(tiled);
+          std::fill(y.begin(), y.end(), -1.0f);
+          rt::Int8MatMul(tiled, b, aq, q.data(), rs.data(), tokens, y.data(), ys, threads);
+          same_bits(y, "16-row tiles");
+        }
       }
       // The oracle: the scalar float-activation kernel on x̂ (MatMul's Q4
       // decode path rounds activations to 16-bit fixed point, q4_fixed16.h).
@@ -448,6 +456,8 @@ INSTANTIATE_TEST_SUITE_P(
         // Q4 without zero points.
         Int8Case{"q4_g128_actg32_768", 33, 768, true, 128, false, Mode::kStatic, 32, 32},
         Int8Case{"q4_g128_dyn_768", 35, 768, true, 128, false, Mode::kDynamicPerToken, 0, 128},
+        Int8Case{"q4_g128_tensor_1024", 40, 1024, true, 128, false, Mode::kStatic, 0, 128},
+        Int8Case{"q4_g256_actg128_512", 48, 512, true, 256, false, Mode::kStatic, 128, 128},
         Int8Case{"q4_chan_tensor_100", 19, 100, true, 0, false, Mode::kStatic, 0, 100},
         Int8Case{"q4_g24_dyn_72", 21, 72, true, 24, false, Mode::kDynamicPerToken, 0, 24},
         Int8Case{"q4_chan_dyn_1536", 17, 1536, true, 0, false, Mode::kDynamicPerToken, 0, 1536},

@@ -24,7 +24,7 @@
 #include "model/model_io.h"
 #include "runtime_cpu/f32_gemm.h"
 #include "runtime_cpu/fixed16_decode.h"
-#include "runtime_cpu/fixed16_tiles.h"
+#include "runtime_cpu/q4_tiles.h"
 #include "runtime_cpu/fixed16_narrow.h"
 #include "runtime_cpu/quant_matmul.h"
 #include "runtime_cpu/runtime.h"
@@ -373,12 +373,12 @@ TEST(Fixed16, KernelsMatchFormula) {
   }
 }
 
-// 16-row tiles (fixed16_tiles.h): the copy untiles to the stored rows,
+// 16-row tiles (q4_tiles.h): the copy untiles to the stored rows,
 // DequantizeRows reads the same values from it, and Fixed16Rows from the
 // tiles equals the row-major kernel's formula to fp32 summation error, for
 // ranges that start and end inside a tile and rows past the last whole
 // tile; a NaN block makes every row NaN. Zero points and Q8 keep row-major.
-TEST(Fixed16Tiles, MatchRowMajor) {
+TEST(Q4Tiles, Fixed16MatchesRowMajor) {
   if (rt::BestKernelIsa() != rt::KernelIsa::kAvx512) GTEST_SKIP() << "AVX-512 kernel";
   struct Case {
     int64_t rows, cols;
@@ -389,8 +389,8 @@ TEST(Fixed16Tiles, MatchRowMajor) {
                  std::to_string(k.group));
     QuantMatrix m = MakeQuant(k.rows, k.cols, true, k.group, false, 51);
     rt::Weight tiled = m.w;
-    ASSERT_TRUE(rt::Fixed16TilesApply(tiled, rt::KernelIsa::kAvx512));
-    rt::BuildFixed16Tiles(tiled);
+    ASSERT_TRUE(rt::Q4TilesApply(tiled, rt::KernelIsa::kAvx512));
+    rt::BuildQ4Tiles(tiled);
     ASSERT_EQ(tiled.tiled_rows, k.rows / 16 * 16);
     const int64_t rows = k.rows, cols = k.cols;
     std::vector<uint8_t> row(cols / 2);
@@ -428,9 +428,9 @@ TEST(Fixed16Tiles, MatchRowMajor) {
     for (int64_t r = 0; r < rows; ++r) EXPECT_TRUE(std::isnan(y[r])) << r;
   }
   QuantMatrix zp = MakeQuant(32, 256, true, 128, true, 61);
-  EXPECT_FALSE(rt::Fixed16TilesApply(zp.w, rt::KernelIsa::kAvx512));
+  EXPECT_FALSE(rt::Q4TilesApply(zp.w, rt::KernelIsa::kAvx512));
   QuantMatrix q8 = MakeQuant(32, 256, false, 128, false, 62);
-  EXPECT_FALSE(rt::Fixed16TilesApply(q8.w, rt::KernelIsa::kAvx512));
+  EXPECT_FALSE(rt::Q4TilesApply(q8.w, rt::KernelIsa::kAvx512));
 }
 
 // The 64-column kernel (Mamba1 dt_proj at mamba-370m) and its scalar form

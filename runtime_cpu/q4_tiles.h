@@ -34,17 +34,25 @@
 
 namespace ssmq::rt {
 
-inline constexpr int64_t kFixed16TileRows = 16;
+inline constexpr int64_t kQ4TileRows = 16;
 
 // Q4 without zero points, fixed16 shapes (Fixed16Applies), AVX-512, >= 16 rows.
-bool Fixed16TilesApply(const Weight& w, KernelIsa isa);
+bool Q4TilesApply(const Weight& w, KernelIsa isa);
 
 // Builds w.tiled_codes / w.tiled_rows (no-op when it does not apply or is
 // built already).
-void BuildFixed16Tiles(Weight& w);
+void BuildQ4Tiles(Weight& w);
 
 // Row r (< w.tiled_rows) of the tiles back in row-major packed form: cols/2 bytes.
 void UntileQ4Row(const Weight& w, int64_t r, uint8_t* out);
+
+// Row r's packed codes: the row-major row, or (tiled rows) `scratch`
+// (cols/2 bytes) filled from the tiles.
+inline const uint8_t* Q4RowCodes(const Weight& w, int64_t r, uint8_t* scratch) {
+  if (r >= w.tiled_rows) return w.codes + r * (w.cols / 2);
+  UntileQ4Row(w, r, scratch);
+  return scratch;
+}
 
 // y rows [16 · t0, 16 · t1) of Fixed16Rows from the tiles (t1 · 16 <= tiled_rows).
 void Fixed16TileRows(const Weight& w, int64_t t0, int64_t t1, const float* bias,

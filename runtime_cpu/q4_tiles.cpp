@@ -1,5 +1,5 @@
-// Q4 16-row tiles for the fixed16 decode kernel (fixed16_tiles.h).
-#include "runtime_cpu/fixed16_tiles.h"
+// Q4 16-row tiles for the fixed16 decode kernel (q4_tiles.h).
+#include "runtime_cpu/q4_tiles.h"
 
 #include <sys/mman.h>
 #include <unistd.h>
@@ -44,7 +44,7 @@ SSMQ_TARGET_AVX512 void TileAvx512(const Weight& w, int64_t tile, const int8_t* 
   const int64_t nb = w.cols / kFixed16Block;
   const int64_t blocks_per_group = w.group_size / kFixed16Block, ng = w.groups_per_row();
   const uint8_t* p = w.tiled_codes.data() + tile * nb * kBlockTileBytes;
-  const float* tile_scales = w.scales + tile * kFixed16TileRows * ng;
+  const float* tile_scales = w.scales + tile * kQ4TileRows * ng;
   const int64_t ahead = kPrefetchRows * (w.cols / 2);  // one tile on at 16 rows
   const __m512i low4 = _mm512_set1_epi8(0x0F);
   const __m512i high4 = _mm512_set1_epi8(static_cast<char>(0xF0));
@@ -93,7 +93,7 @@ SSMQ_TARGET_AVX512 void TileRowsAvx512(const Weight& w, int64_t t0, int64_t t1,
       _mm512_set1_epi32(static_cast<int32_t>(ng)));
   for (int64_t t = 0; t < n_tokens; ++t) {
     for (int64_t tile = t0; tile < t1; ++tile) {
-      const int64_t r = tile * kFixed16TileRows;
+      const int64_t r = tile * kQ4TileRows;
       TileAvx512(w, tile, xa.bytes + t * nb * 256, xa.scales + t * nb, xa.block_sums + t * nb,
                  scale_index, bias ? bias + r : nullptr, y + t * y_stride + r);
     }
@@ -103,43 +103,43 @@ SSMQ_TARGET_AVX512 void TileRowsAvx512(const Weight& w, int64_t t0, int64_t t1,
 
 }  // namespace
 
-bool Fixed16TilesApply(const Weight& w, KernelIsa isa) {
+bool Q4TilesApply(const Weight& w, KernelIsa isa) {
   return w.format == WeightFormat::kQ4 && w.zeros == nullptr && w.codes != nullptr &&
-         w.rows >= kFixed16TileRows && Fixed16Applies(w, isa);
+         w.rows >= kQ4TileRows && Fixed16Applies(w, isa);
 }
 
-void BuildFixed16Tiles(Weight& w) {
-  if (w.tiled_rows > 0 || !Fixed16TilesApply(w, CpuIsa())) return;
-  const int64_t n_tiles = w.rows / kFixed16TileRows;
+void BuildQ4Tiles(Weight& w) {
+  if (w.tiled_rows > 0 || !Q4TilesApply(w, CpuIsa())) return;
+  const int64_t n_tiles = w.rows / kQ4TileRows;
   const int64_t row_bytes = w.cols / 2, dwords = row_bytes / 4;
-  w.tiled_codes.resize(static_cast<size_t>(n_tiles * kFixed16TileRows * row_bytes));
+  w.tiled_codes.resize(static_cast<size_t>(n_tiles * kQ4TileRows * row_bytes));
   // Tile by tile: dword j of row 16T + lane goes to dword (T·dwords + j)·16 + lane.
   // In batches of ~1 MiB of source, whose pages go back after each batch, so
   // the resident size never holds both copies of more than one batch.
-  const int64_t tile_bytes = kFixed16TileRows * row_bytes;
+  const int64_t tile_bytes = kQ4TileRows * row_bytes;
   const int64_t batch = std::max<int64_t>(1, (int64_t{1} << 20) / tile_bytes);
   for (int64_t first = 0; first < n_tiles; first += batch) {
     const int64_t last = std::min(n_tiles, first + batch);
 #pragma omp parallel for schedule(static) if (last - first >= 16)
     for (int64_t tile = first; tile < last; ++tile) {
       uint8_t* dst = w.tiled_codes.data() + tile * tile_bytes;
-      for (int64_t lane = 0; lane < kFixed16TileRows; ++lane) {
-        const uint8_t* src = w.codes + (tile * kFixed16TileRows + lane) * row_bytes;
+      for (int64_t lane = 0; lane < kQ4TileRows; ++lane) {
+        const uint8_t* src = w.codes + (tile * kQ4TileRows + lane) * row_bytes;
         for (int64_t j = 0; j < dwords; ++j)
-          std::memcpy(dst + (j * kFixed16TileRows + lane) * 4, src + j * 4, 4);
+          std::memcpy(dst + (j * kQ4TileRows + lane) * 4, src + j * 4, 4);
       }
     }
     ReleasePages(w.codes + first * tile_bytes, static_cast<size_t>((last - first) * tile_bytes));
   }
-  w.tiled_rows = n_tiles * kFixed16TileRows;
+  w.tiled_rows = n_tiles * kQ4TileRows;
 }
 
 void UntileQ4Row(const Weight& w, int64_t r, uint8_t* out) {
   const int64_t row_bytes = w.cols / 2, dwords = row_bytes / 4;
-  const int64_t tile = r / kFixed16TileRows, lane = r % kFixed16TileRows;
-  const uint8_t* src = w.tiled_codes.data() + tile * kFixed16TileRows * row_bytes;
+  const int64_t tile = r / kQ4TileRows, lane = r % kQ4TileRows;
+  const uint8_t* src = w.tiled_codes.data() + tile * kQ4TileRows * row_bytes;
   for (int64_t j = 0; j < dwords; ++j)
-    std::memcpy(out + j * 4, src + (j * kFixed16TileRows + lane) * 4, 4);
+    std::memcpy(out + j * 4, src + (j * kQ4TileRows + lane) * 4, 4);
 }
 
 void Fixed16TileRows(const Weight& w, int64_t t0, int64_t t1, const float* bias,
