@@ -300,8 +300,8 @@ void Fixed16Rows(const Weight& w, int64_t r0, int64_t r1, const float* bias,
   if (w.format == WeightFormat::kQ8)
     return Fixed16RowsAvx512<true>(w, r0, r1, bias, xa, n_tokens, y, y_stride);
   // Whole 16-row tiles inside [r0, r1) from the tiles, the rest row-major.
-  const int64_t t0 = (r0 + kQ4TileRows - 1) / kQ4TileRows;
-  const int64_t t1 = std::min(r1, w.tiled_rows) / kQ4TileRows;
+  int64_t t0 = 0, t1 = 0;
+  TilesWithin(w, r0, r1, &t0, &t1);
   if (t1 > t0) {
     Fixed16RowsAvx512<false>(w, r0, t0 * kQ4TileRows, bias, xa, n_tokens, y, y_stride);
     Fixed16TileRows(w, t0, t1, bias, xa, n_tokens, y, y_stride);

@@ -604,7 +604,7 @@ SSMQ_TARGET_AVX512 void RowsAvx512(const Int8Args& a, const Int8Prep& prep, int6
 constexpr int64_t kTiledMaxBlock = 8192;  // 16 · 15 · 128 · (8192 / 2) < 2^31
 
 bool TiledInt8Applies(const Weight& w, const Int8Args& a, const Int8Prep& prep) {
-  return w.format == WeightFormat::kQ4 && w.tiled_rows > 0 && prep.q4_split != nullptr &&
+  return w.format == WeightFormat::kQ4 && w.has_tiles() && prep.q4_split != nullptr &&
          a.block % 128 == 0 && a.block <= kTiledMaxBlock;
 }
 
@@ -612,7 +612,8 @@ SSMQ_TARGET_AVX512 void TiledInt8Q4(const Int8Args& a, const Int8Prep& prep, int
                                     int64_t t) {
   const Weight& w = *a.w;
   const int64_t cols = w.cols, B = a.block, ng = a.groups_per_row;
-  const uint8_t* p = w.tiled_codes.data() + tile * kQ4TileRows * (cols / 2);
+  const uint8_t* p =
+      w.tiled_codes.data() + (tile - w.tiled_begin / kQ4TileRows) * kQ4TileRows * (cols / 2);
   const float* tile_scales = w.scales + tile * kQ4TileRows * ng;
   const int8_t* qs = prep.q4_split + t * cols;
   const int64_t ahead = kPrefetchRows * (cols / 2);  // one tile on
@@ -802,7 +803,7 @@ SSMQ_TARGET_AVX512 void LaneRows(const Int8Args& a, const LanePrep& lp, int64_t 
   thread_local std::vector<uint8_t> packed;    // Q4: a row copied out of its tile
   const Weight& w = *a.w;
   const int64_t cols = w.cols, B = a.block, nb = lp.n_blocks;
-  if (kQ4 && w.tiled_rows > 0) Grow(packed, static_cast<size_t>(cols / 2));
+  if (kQ4 && w.has_tiles()) Grow(packed, static_cast<size_t>(cols / 2));
   Grow(unpacked, static_cast<size_t>(kLaneRows * cols));
   Grow(corr, static_cast<size_t>(kLaneRows * nb));
   for (int64_t r = r0; r < r1; r += kLaneRows) {
@@ -922,8 +923,8 @@ void RunInt8Plan(const Int8PlanState& p, int64_t row0, int64_t row1) {
   if (p.isa == Int8Isa::kAvx512Vnni && TiledInt8Applies(w, p.args, p.prep)) {
     // Whole tiles inside [row0, row1) from the tiles (each tile's bytes stay in
     // L1 across the tokens), the rows around them row-major.
-    const int64_t t0 = (row0 + kQ4TileRows - 1) / kQ4TileRows;
-    const int64_t t1 = std::min(row1, w.tiled_rows) / kQ4TileRows;
+    int64_t t0 = 0, t1 = 0;
+    TilesWithin(w, row0, row1, &t0, &t1);
     if (t1 > t0) {
       if (row0 < t0 * kQ4TileRows) RowsAvx512<true>(p.args, p.prep, row0, t0 * kQ4TileRows);
       for (int64_t tile = t0; tile < t1; ++tile)

@@ -1,9 +1,6 @@
 // Q4 16-row tiles for the fixed16 decode kernel (q4_tiles.h).
 #include "runtime_cpu/q4_tiles.h"
 
-#include <sys/mman.h>
-#include <unistd.h>
-
 #include <algorithm>
 #include <cstring>
 #include <vector>
@@ -17,20 +14,6 @@ constexpr int64_t kChunksPerBlock = kFixed16Block / 8;
 constexpr int64_t kBlockTileBytes = kChunkBytes * kChunksPerBlock;  // 16 rows × 64 bytes
 constexpr int kSets = 4;
 
-// Gives the whole pages inside [p, p + n) back to the kernel. Advisory:
-// clean file pages are dropped (a later read maps them in again), anonymous
-// ones are kept or swapped; the bytes never change.
-void ReleasePages(const void* p, size_t n) {
-#ifdef MADV_PAGEOUT
-  const uintptr_t page = static_cast<uintptr_t>(sysconf(_SC_PAGESIZE));
-  const uintptr_t begin = (reinterpret_cast<uintptr_t>(p) + page - 1) & ~(page - 1);
-  const uintptr_t end = (reinterpret_cast<uintptr_t>(p) + n) & ~(page - 1);
-  if (end > begin) madvise(reinterpret_cast<void*>(begin), end - begin, MADV_PAGEOUT);
-#else
-  (void)p, (void)n;
-#endif
-}
-
 #ifdef SSMQ_HAVE_X86_KERNELS
 // One tile (16 rows) of one token; see the header for the layout. Per block:
 // 16 chunks × (one load, two masks, four vpdpbusd with broadcast activation
@@ -43,7 +26,7 @@ SSMQ_TARGET_AVX512 void TileAvx512(const Weight& w, int64_t tile, const int8_t* 
                                    __m512i scale_index, const float* bias, float* out) {
   const int64_t nb = w.cols / kFixed16Block;
   const int64_t blocks_per_group = w.group_size / kFixed16Block, ng = w.groups_per_row();
-  const uint8_t* p = w.tiled_codes.data() + tile * nb * kBlockTileBytes;
+  const uint8_t* p = w.tiled_codes.data() + (tile - w.tiled_begin / kQ4TileRows) * nb * kBlockTileBytes;
   const float* tile_scales = w.scales + tile * kQ4TileRows * ng;
   const int64_t ahead = kPrefetchRows * (w.cols / 2);  // one tile on at 16 rows
   const __m512i low4 = _mm512_set1_epi8(0x0F);
@@ -109,34 +92,41 @@ bool Q4TilesApply(const Weight& w, KernelIsa isa) {
 }
 
 void BuildQ4Tiles(Weight& w) {
-  if (w.tiled_rows > 0 || !Q4TilesApply(w, CpuIsa())) return;
-  const int64_t n_tiles = w.rows / kQ4TileRows;
+  if (w.has_tiles() || !Q4TilesApply(w, CpuIsa())) return;
   const int64_t row_bytes = w.cols / 2, dwords = row_bytes / 4;
-  w.tiled_codes.resize(static_cast<size_t>(n_tiles * kQ4TileRows * row_bytes));
+  const int64_t tile_bytes = kQ4TileRows * row_bytes;
+  const int64_t first = 0, end = w.rows / kQ4TileRows;  // tiles
+  const int64_t n_tiles = end - first;
+  w.tiled_codes.resize(static_cast<size_t>(n_tiles * tile_bytes));
   // Tile by tile: dword j of row 16T + lane goes to dword (T·dwords + j)·16 + lane.
   // In batches of ~1 MiB of source, whose pages go back after each batch, so
   // the resident size never holds both copies of more than one batch.
-  const int64_t tile_bytes = kQ4TileRows * row_bytes;
-  const int64_t batch = std::max<int64_t>(1, (int64_t{1} << 20) / tile_bytes);
-  for (int64_t first = 0; first < n_tiles; first += batch) {
-    const int64_t last = std::min(n_tiles, first + batch);
-#pragma omp parallel for schedule(static) if (last - first >= 16)
-    for (int64_t tile = first; tile < last; ++tile) {
-      uint8_t* dst = w.tiled_codes.data() + tile * tile_bytes;
+  const int64_t batch = std::max<int64_t>(1, (int64_t{256} << 10) / tile_bytes);
+  for (int64_t b0 = first; b0 < end; b0 += batch) {
+    const int64_t b1 = std::min(end, b0 + batch);
+#pragma omp parallel for schedule(static) if (b1 - b0 >= 16)
+    for (int64_t tile = b0; tile < b1; ++tile) {
+      uint8_t* dst = w.tiled_codes.data() + (tile - first) * tile_bytes;
       for (int64_t lane = 0; lane < kQ4TileRows; ++lane) {
         const uint8_t* src = w.codes + (tile * kQ4TileRows + lane) * row_bytes;
         for (int64_t j = 0; j < dwords; ++j)
           std::memcpy(dst + (j * kQ4TileRows + lane) * 4, src + j * 4, 4);
       }
     }
-    ReleasePages(w.codes + first * tile_bytes, static_cast<size_t>((last - first) * tile_bytes));
+    ReleasePages(w.codes + b0 * tile_bytes, static_cast<size_t>((b1 - b0) * tile_bytes),
+                 /*partial=*/false);
   }
-  w.tiled_rows = n_tiles * kQ4TileRows;
+  // Again over the whole tensor, its partial end pages included (what else
+  // on them is read maps them in again): pages still on a per-CPU LRU list
+  // when their batch went are skipped by MADV_PAGEOUT.
+  ReleasePages(w.codes, static_cast<size_t>(w.rows * row_bytes), /*partial=*/true);
+  w.tiled_begin = first * kQ4TileRows;
+  w.tiled_end = end * kQ4TileRows;
 }
 
 void UntileQ4Row(const Weight& w, int64_t r, uint8_t* out) {
   const int64_t row_bytes = w.cols / 2, dwords = row_bytes / 4;
-  const int64_t tile = r / kQ4TileRows, lane = r % kQ4TileRows;
+  const int64_t tile = (r - w.tiled_begin) / kQ4TileRows, lane = r % kQ4TileRows;
   const uint8_t* src = w.tiled_codes.data() + tile * kQ4TileRows * row_bytes;
   for (int64_t j = 0; j < dwords; ++j)
     std::memcpy(out + j * 4, src + (j * kQ4TileRows + lane) * 4, 4);

@@ -13,10 +13,13 @@
 // (v & 0xF0 = 16 · code, so those sums are multiples of 16 and come back
 // exactly with an arithmetic shift).
 //
-// Layout of rows [0, tiled_rows) (tiled_rows = rows rounded down to 16):
-//   tile T, block b (128 columns = 64 packed bytes per row), chunk k < 16:
-//   bytes [((T · nb + b) · 16 + k) · 64 + 4 · lane, + 4) are row 16T + lane's
+// Layout of rows [tiled_begin, tiled_end) (multiples of 16), with
+// T = tile - tiled_begin / 16:
+//   tile, block b (128 columns = 64 packed bytes per row), chunk k < 16:
+//   bytes [((T · nb + b) · 16 + k) · 64 + 4 · lane, + 4) are row 16 · tile + lane's
 //   packed bytes 64b + 4k .. + 4 (columns 128b + 8k .. + 8).
+// (tiled_begin is 0 today: every whole tile is copied; rows past the last
+// one stay row-major.)
 // The copy is made once at load (Runtime::Create) for weights that the
 // decode multiplies with float activations; the row-major codes stay valid
 // for every other kernel, and their pages are handed back to the kernel
@@ -26,6 +29,7 @@
 // row-major pages back in.
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 
 #include "runtime_cpu/fixed16_decode.h"
@@ -39,22 +43,28 @@ inline constexpr int64_t kQ4TileRows = 16;
 // Q4 without zero points, fixed16 shapes (Fixed16Applies), AVX-512, >= 16 rows.
 bool Q4TilesApply(const Weight& w, KernelIsa isa);
 
-// Builds w.tiled_codes / w.tiled_rows (no-op when it does not apply or is
-// built already).
+// Builds w.tiled_codes / tiled_begin / tiled_end (no-op when it does not
+// apply or is built already) and hands the row-major pages back (ReleasePages).
 void BuildQ4Tiles(Weight& w);
 
-// Row r (< w.tiled_rows) of the tiles back in row-major packed form: cols/2 bytes.
+// Row r (w.row_tiled(r)) of the tiles back in row-major packed form: cols/2 bytes.
 void UntileQ4Row(const Weight& w, int64_t r, uint8_t* out);
 
 // Row r's packed codes: the row-major row, or (tiled rows) `scratch`
 // (cols/2 bytes) filled from the tiles.
 inline const uint8_t* Q4RowCodes(const Weight& w, int64_t r, uint8_t* scratch) {
-  if (r >= w.tiled_rows) return w.codes + r * (w.cols / 2);
+  if (!w.row_tiled(r)) return w.codes + r * (w.cols / 2);
   UntileQ4Row(w, r, scratch);
   return scratch;
 }
 
-// y rows [16 · t0, 16 · t1) of Fixed16Rows from the tiles (t1 · 16 <= tiled_rows).
+// The whole tiles inside rows [r0, r1): [*t0, *t1) (empty when none).
+inline void TilesWithin(const Weight& w, int64_t r0, int64_t r1, int64_t* t0, int64_t* t1) {
+  *t0 = std::max(r0 + kQ4TileRows - 1, w.tiled_begin) / kQ4TileRows;
+  *t1 = std::min(r1, w.tiled_end) / kQ4TileRows;
+}
+
+// y rows [16 · t0, 16 · t1) of Fixed16Rows from the tiles (inside [tiled_begin, tiled_end)).
 void Fixed16TileRows(const Weight& w, int64_t t0, int64_t t1, const float* bias,
                      const Fixed16Activations& xa, int64_t n_tokens, float* y, int64_t y_stride);
 

@@ -612,7 +612,7 @@ namespace {
 const Weight& TiledRowView(const Weight& w, int64_t r, std::vector<uint8_t>& row, Weight& view,
                            int64_t& view_row) {
   view_row = r;
-  if (r >= w.tiled_rows) return w;
+  if (!w.row_tiled(r)) return w;
   Grow(row, static_cast<size_t>(w.cols / 2));
   UntileQ4Row(w, r, row.data());
   view.rows = 1;
@@ -631,7 +631,7 @@ const Weight& TiledRowView(const Weight& w, int64_t r, std::vector<uint8_t>& row
 static void DequantizeRowsRowMajor(const Weight& w, int64_t r0, int64_t r1, float* out, KernelIsa isa);
 
 void DequantizeRows(const Weight& w, int64_t r0, int64_t r1, float* out, KernelIsa isa) {
-  if (w.tiled_rows == 0) return DequantizeRowsRowMajor(w, r0, r1, out, isa);
+  if (!w.has_tiles()) return DequantizeRowsRowMajor(w, r0, r1, out, isa);
   thread_local std::vector<uint8_t> row;
   Weight view;
   for (int64_t r = r0; r < r1; ++r) {
@@ -661,7 +661,7 @@ static void DequantizeRowsRowMajor(const Weight& w, int64_t r0, int64_t r1, floa
 }
 
 void DequantizeRow(const Weight& w, int64_t r, float* out) {
-  if (w.tiled_rows > 0) {
+  if (w.has_tiles()) {
     thread_local std::vector<uint8_t> row;
     Weight view;
     int64_t vr = 0;

@@ -230,6 +230,7 @@ Status LoadLayer(const Model& m, const HParams& hp, int l, rt::LayerWeights& w) 
   const int64_t n_a = a_log.rows * a_log.cols;
   w.a.resize(static_cast<size_t>(n_a));
   for (int64_t i = 0; i < n_a; ++i) w.a[i] = -std::exp(a_log.f32[i]);
+  if (a_log.zero_copy()) rt::ReleasePages(a_log.f32, static_cast<size_t>(n_a) * 4, true);
   return LoadActs(m, hp, l, w);
 }
 

@@ -1,5 +1,8 @@
 #include "runtime_cpu/weight.h"
 
+#include <sys/mman.h>
+#include <unistd.h>
+
 #include <omp.h>
 
 #include <algorithm>
@@ -23,6 +26,12 @@ void ExpandToF32(Weight& w) {
   if (!w.quantized() && !w.is_half()) return;
   std::vector<float> values(static_cast<size_t>(w.rows * w.cols));
   for (int64_t r = 0; r < w.rows; ++r) DequantizeRow(w, r, values.data() + r * w.cols);
+  const int64_t n = w.rows * w.cols;  // the source was read once, here
+  if (w.half) ReleasePages(w.half, static_cast<size_t>(n) * 2, /*partial=*/true);
+  if (w.codes) {
+    ReleasePages(w.codes, static_cast<size_t>(w.format == WeightFormat::kQ4 ? n / 2 : n), true);
+    ReleasePages(w.scales, static_cast<size_t>(w.rows * w.groups_per_row()) * 4, true);
+  }
   w.converted = std::move(values);
   w.f32 = w.converted.data();
   w.format = WeightFormat::kF32;
@@ -157,7 +166,21 @@ Result<Weight> LoadWeight(const Model& model, const std::string& name,
   Status st = FloatToF32(t->type, t->data, w.converted);
   if (!st.ok()) return st.WithContext("runtime: converting '" + name + "'");
   w.f32 = w.converted.data();
+  ReleasePages(t->data.data(), t->data.size(), /*partial=*/true);  // read once, here
   return w;
+}
+
+void ReleasePages(const void* p, size_t n, bool partial) {
+#ifdef MADV_PAGEOUT
+  if (n == 0) return;
+  const uintptr_t page = static_cast<uintptr_t>(sysconf(_SC_PAGESIZE));
+  const uintptr_t at = reinterpret_cast<uintptr_t>(p);
+  const uintptr_t begin = partial ? at & ~(page - 1) : (at + page - 1) & ~(page - 1);
+  const uintptr_t end = partial ? (at + n + page - 1) & ~(page - 1) : (at + n) & ~(page - 1);
+  if (end > begin) madvise(reinterpret_cast<void*>(begin), end - begin, MADV_PAGEOUT);
+#else
+  (void)p, (void)n, (void)partial;
+#endif
 }
 
 namespace {

@@ -45,10 +45,13 @@ struct Weight {
   const uint8_t* zeros = nullptr;   // kQ4 with zero points: like scales; nullptr: z = 8
   int64_t group_size = 0;
   std::vector<float> owned_scales;  // when the file's scales could not be viewed in place
-  // kQ4 rows [0, tiled_rows) again in 16-row tiles for the fixed16 decode
-  // kernel (q4_tiles.h); 0: none. The row-major codes stay valid.
+  // kQ4 rows [tiled_begin, tiled_end) (multiples of 16) again in 16-row
+  // tiles for the decode kernels (q4_tiles.h); empty: none. The row-major
+  // codes stay valid.
   std::vector<uint8_t> tiled_codes;
-  int64_t tiled_rows = 0;
+  int64_t tiled_begin = 0, tiled_end = 0;
+  bool has_tiles() const { return tiled_end > tiled_begin; }
+  bool row_tiled(int64_t r) const { return r >= tiled_begin && r < tiled_end; }
 
   bool present() const { return f32 != nullptr || codes != nullptr || half != nullptr; }
   bool quantized() const { return format == WeightFormat::kQ8 || format == WeightFormat::kQ4; }
@@ -58,6 +61,13 @@ struct Weight {
     return group_size > 0 ? (cols + group_size - 1) / group_size : 0;
   }
 };
+
+// Gives the pages of [p, p + n) back to the kernel (MADV_PAGEOUT), for bytes
+// that were read once at load (a tensor converted or copied to a layout of
+// our own). partial: the pages the range only touches at its ends as well.
+// Advisory and never changes a byte: clean file pages are dropped and mapped
+// in again by a later read; anonymous ones stay or go to swap.
+void ReleasePages(const void* p, size_t n, bool partial);
 
 // Loads tensor `name` expecting exactly `shape` (PyTorch order; 1-D or 2-D).
 // kNotFound when absent (unless optional: then an absent Weight), kBadShape on a

@@ -581,7 +581,7 @@ TEST_P(RuntimeFixture, StepByStepMatchesReferenceAndPrefill) {
 
 // PrefillLast (pieces of kPrefillPiece tokens, last-position logits only)
 // equals the last rows of one Prefill call, and leaves the same state: 2
-// sequences of 300 val tokens (pieces of 128, 128 and 44).
+// sequences of 300 val tokens (pieces of 96, 96, 96 and 12).
 TEST_P(RuntimeFixture, PrefillLastMatchesPrefill) {
   Fixture& f = LoadFixture(GetParam());
   const int64_t vocab = f.rt->hparams().vocab_size, n = 300;
