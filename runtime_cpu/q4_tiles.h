@@ -1,12 +1,14 @@
-// Q4 weights in 16-row tiles for the batch-1 fixed16 decode kernel
-// (fixed16_decode.h gives the formula; this is the same T and y).
+// Q4 weights in 16-row tiles for the decode kernels: 16-bit fixed-point
+// activations (Fixed16TileRows: the T and y of fixed16_decode.h) and int8
+// activations (int8_matmul.cpp: bit-identical to its scalar reference).
 //
 // Why: row-major, vpdpbusd's 16 int32 lanes hold 16 column groups of one
 // row, so every row and 128-column block ends in an epilogue (combine hi/lo,
 // convert, scale, add) and every row needs its own shared-activation
 // bookkeeping: about half of the kernel's vector uops, which made the
 // mamba-370m w4a16 decode compute-bound (in L1: ~15 GB/s per core, against
-// ~11.5 GB/s of DRAM per core). In a tile the 16 lanes are 16 rows: one
+// ~11.5 GB/s of DRAM per core; the int8 kernel's per-block horizontal sums
+// likewise). In a tile the 16 lanes are 16 rows: one
 // 64-byte load carries the same 8 columns of 16 rows, the activations are
 // broadcast dwords, each lane's block sum T stays exact in int32 until one
 // epilogue per tile and block, and the odd nibbles are used in place
@@ -20,13 +22,13 @@
 //   packed bytes 64b + 4k .. + 4 (columns 128b + 8k .. + 8).
 // (tiled_begin is 0 today: every whole tile is copied; rows past the last
 // one stay row-major.)
-// The copy is made once at load (Runtime::Create) for weights that the
-// decode multiplies with float activations; the row-major codes stay valid
-// for every other kernel, and their pages are handed back to the kernel
-// after the copy (MADV_PAGEOUT: clean file pages are dropped, never lost),
-// so the resident size does not double. DequantizeRows / DequantizeRow read
-// tiled rows from the tiles, so prefill and the embedding do not fault the
-// row-major pages back in.
+// The copy is made once at load (Runtime::Create) for every Q4 matmul
+// weight it applies to; the row-major codes stay valid for every other
+// kernel, and their pages are handed back to the kernel after the copy
+// (ReleasePages: clean file pages are dropped, never lost), so the resident
+// size does not double. DequantizeRows / DequantizeRow (float prefill, the
+// embedding) and the int8 prefill's lane path (Q4RowCodes) read tiled rows
+// from the tiles, so they do not fault the row-major pages back in.
 #pragma once
 
 #include <algorithm>
