@@ -220,6 +220,16 @@ SSMQ_TARGET_AVX512 float QuantizeBlockAvx512(const float* xc, Fixed16Layout layo
 }
 #endif
 
+// One block on the widest quantizer `isa` runs (the same bytes either way).
+float QuantizeBlock(const float* xc, Fixed16Layout layout, int8_t* out, int32_t* sums,
+                    KernelIsa isa) {
+#ifdef SSMQ_HAVE_X86_KERNELS
+  if (isa == KernelIsa::kAvx512) return QuantizeBlockAvx512(xc, layout, out, sums);
+#endif
+  (void)isa;
+  return QuantizeBlockScalar(xc, layout, out, sums);
+}
+
 }  // namespace
 
 Fixed16Layout Fixed16LayoutFor(const Weight& w) {
@@ -247,15 +257,7 @@ Fixed16Activations PrepareFixed16(const float* x, int64_t x_stride, int64_t n_to
       const float* xc = x + t * x_stride + b * kFixed16Block;
       int8_t* out = bytes.data() + (t * nb + b) * kBlockBytes;
       int32_t* sums = lane_sums.data() + (t * nb + b) * 16;
-#ifdef SSMQ_HAVE_X86_KERNELS
-      if (isa == KernelIsa::kAvx512) {
-        scales[t * nb + b] = QuantizeBlockAvx512(xc, layout, out, sums);
-      } else {
-        scales[t * nb + b] = QuantizeBlockScalar(xc, layout, out, sums);
-      }
-#else
-      scales[t * nb + b] = QuantizeBlockScalar(xc, layout, out, sums);
-#endif
+      scales[t * nb + b] = QuantizeBlock(xc, layout, out, sums, isa);
       int32_t total = 0;
       for (int j = 0; j < 16; ++j) total += sums[j];
       block_sums[t * nb + b] = total;

@@ -612,16 +612,13 @@ SSMQ_TARGET_AVX512 void TiledInt8Q4(const Int8Args& a, const Int8Prep& prep, int
                                     int64_t t) {
   const Weight& w = *a.w;
   const int64_t cols = w.cols, B = a.block, ng = a.groups_per_row;
-  const uint8_t* p =
-      w.tiled_codes.data() + (tile - w.tiled_begin / kQ4TileRows) * kQ4TileRows * (cols / 2);
+  const uint8_t* p = w.tiled_codes.data() + tile * kQ4TileRows * (cols / 2);
   const float* tile_scales = w.scales + tile * kQ4TileRows * ng;
   const int8_t* qs = prep.q4_split + t * cols;
   const int64_t ahead = kPrefetchRows * (cols / 2);  // one tile on
   const __m512i low4 = _mm512_set1_epi8(0x0F);
   const __m512i high4 = _mm512_set1_epi8(static_cast<char>(0xF0));
-  const __m512i scale_index = _mm512_mullo_epi32(
-      _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
-      _mm512_set1_epi32(static_cast<int32_t>(ng)));
+  const __m512i scale_index = TileScaleIndex(ng);
   BlockWalk walk(a);
   __m512 facc = _mm512_setzero_ps();
   int64_t block_index = 0;

@@ -15,13 +15,11 @@
 // (v & 0xF0 = 16 · code, so those sums are multiples of 16 and come back
 // exactly with an arithmetic shift).
 //
-// Layout of rows [tiled_begin, tiled_end) (multiples of 16), with
-// T = tile - tiled_begin / 16:
-//   tile, block b (128 columns = 64 packed bytes per row), chunk k < 16:
-//   bytes [((T · nb + b) · 16 + k) · 64 + 4 · lane, + 4) are row 16 · tile + lane's
+// Layout of rows [0, tiled_rows) (rows rounded down to 16; the rows past
+// the last whole tile stay row-major):
+//   tile T, block b (128 columns = 64 packed bytes per row), chunk k < 16:
+//   bytes [((T · nb + b) · 16 + k) · 64 + 4 · lane, + 4) are row 16T + lane's
 //   packed bytes 64b + 4k .. + 4 (columns 128b + 8k .. + 8).
-// (tiled_begin is 0 today: every whole tile is copied; rows past the last
-// one stay row-major.)
 // The copy is made once at load (Runtime::Create) for every Q4 matmul
 // weight it applies to; the row-major codes stay valid for every other
 // kernel, and their pages are handed back to the kernel after the copy
@@ -45,8 +43,8 @@ inline constexpr int64_t kQ4TileRows = 16;
 // Q4 without zero points, fixed16 shapes (Fixed16Applies), AVX-512, >= 16 rows.
 bool Q4TilesApply(const Weight& w, KernelIsa isa);
 
-// Builds w.tiled_codes / tiled_begin / tiled_end (no-op when it does not
-// apply or is built already) and hands the row-major pages back (ReleasePages).
+// Builds w.tiled_codes / tiled_rows (no-op when it does not apply or is
+// built already) and hands the row-major pages back (ReleasePages).
 void BuildQ4Tiles(Weight& w);
 
 // Row r (w.row_tiled(r)) of the tiles back in row-major packed form: cols/2 bytes.
@@ -62,11 +60,20 @@ inline const uint8_t* Q4RowCodes(const Weight& w, int64_t r, uint8_t* scratch) {
 
 // The whole tiles inside rows [r0, r1): [*t0, *t1) (empty when none).
 inline void TilesWithin(const Weight& w, int64_t r0, int64_t r1, int64_t* t0, int64_t* t1) {
-  *t0 = std::max(r0 + kQ4TileRows - 1, w.tiled_begin) / kQ4TileRows;
-  *t1 = std::min(r1, w.tiled_end) / kQ4TileRows;
+  *t0 = (r0 + kQ4TileRows - 1) / kQ4TileRows;
+  *t1 = std::min(r1, w.tiled_rows) / kQ4TileRows;
 }
 
-// y rows [16 · t0, 16 · t1) of Fixed16Rows from the tiles (inside [tiled_begin, tiled_end)).
+#ifdef SSMQ_HAVE_X86_KERNELS
+// Gather indices of one tile's 16 row scales: lane i -> i · groups_per_row.
+SSMQ_TARGET_AVX512 inline __m512i TileScaleIndex(int64_t groups_per_row) {
+  return _mm512_mullo_epi32(
+      _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
+      _mm512_set1_epi32(static_cast<int32_t>(groups_per_row)));
+}
+#endif
+
+// y rows [16 · t0, 16 · t1) of Fixed16Rows from the tiles (t1 · 16 <= tiled_rows).
 void Fixed16TileRows(const Weight& w, int64_t t0, int64_t t1, const float* bias,
                      const Fixed16Activations& xa, int64_t n_tokens, float* y, int64_t y_stride);
 

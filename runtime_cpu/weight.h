@@ -45,13 +45,12 @@ struct Weight {
   const uint8_t* zeros = nullptr;   // kQ4 with zero points: like scales; nullptr: z = 8
   int64_t group_size = 0;
   std::vector<float> owned_scales;  // when the file's scales could not be viewed in place
-  // kQ4 rows [tiled_begin, tiled_end) (multiples of 16) again in 16-row
-  // tiles for the decode kernels (q4_tiles.h); empty: none. The row-major
-  // codes stay valid.
+  // kQ4 rows [0, tiled_rows) (a multiple of 16) again in 16-row tiles for
+  // the decode kernels (q4_tiles.h); 0: none. The row-major codes stay valid.
   std::vector<uint8_t> tiled_codes;
-  int64_t tiled_begin = 0, tiled_end = 0;
-  bool has_tiles() const { return tiled_end > tiled_begin; }
-  bool row_tiled(int64_t r) const { return r >= tiled_begin && r < tiled_end; }
+  int64_t tiled_rows = 0;
+  bool has_tiles() const { return tiled_rows > 0; }
+  bool row_tiled(int64_t r) const { return r < tiled_rows; }
 
   bool present() const { return f32 != nullptr || codes != nullptr || half != nullptr; }
   bool quantized() const { return format == WeightFormat::kQ8 || format == WeightFormat::kQ4; }

@@ -391,11 +391,10 @@ TEST(Q4Tiles, Fixed16MatchesRowMajor) {
     rt::Weight tiled = m.w;
     ASSERT_TRUE(rt::Q4TilesApply(tiled, rt::KernelIsa::kAvx512));
     rt::BuildQ4Tiles(tiled);
-    ASSERT_EQ(tiled.tiled_begin, 0);
-    ASSERT_EQ(tiled.tiled_end, k.rows / 16 * 16);
+    ASSERT_EQ(tiled.tiled_rows, k.rows / 16 * 16);
     const int64_t rows = k.rows, cols = k.cols;
     std::vector<uint8_t> row(cols / 2);
-    for (int64_t r = 0; r < tiled.tiled_end; ++r) {
+    for (int64_t r = 0; r < tiled.tiled_rows; ++r) {
       rt::UntileQ4Row(tiled, r, row.data());
       ASSERT_EQ(std::memcmp(row.data(), m.q.codes.data() + r * cols / 2, cols / 2), 0) << r;
     }
