@@ -612,7 +612,7 @@ SSMQ_TARGET_AVX512 void TiledInt8Q4(const Int8Args& a, const Int8Prep& prep, int
                                     int64_t t) {
   const Weight& w = *a.w;
   const int64_t cols = w.cols, B = a.block, ng = a.groups_per_row;
-  const uint8_t* p = w.tiled_codes.data() + tile * kQ4TileRows * (cols / 2);
+  const uint8_t* p = w.tiled_codes + tile * kQ4TileRows * (cols / 2);
   const float* tile_scales = w.scales + tile * kQ4TileRows * ng;
   const int8_t* qs = prep.q4_split + t * cols;
   const int64_t ahead = kPrefetchRows * (cols / 2);  // one tile on
@@ -628,16 +628,16 @@ SSMQ_TARGET_AVX512 void TiledInt8Q4(const Int8Args& a, const Int8Prep& prep, int
     for (int j = 0; j < 2; ++j) even_sum[j] = odd_sum[j] = _mm512_setzero_si512();
     for (int64_t c = c0; c < c0 + B; c += 128) {
       const uint8_t* pb = p + (c / 128) * 1024;
-      int32_t x[2][16];  // dword k: columns 8k, 8k+2, 8k+4, 8k+6 (even), 8k+1, ... (odd)
-      std::memcpy(x, qs + c, sizeof x);
+      // dword k: columns 8k, 8k+2, 8k+4, 8k+6 (even part, 64 bytes), 8k+1, ... (odd part)
+      const int8_t* x = qs + c;
 #pragma GCC unroll 16
       for (int k = 0; k < 16; ++k) {
         PrefetchRead(pb + k * 64 + ahead);
         const __m512i v = _mm512_loadu_si512(pb + k * 64);
         even_sum[k & 1] = _mm512_dpbusd_epi32(even_sum[k & 1], _mm512_and_si512(v, low4),
-                                              _mm512_set1_epi32(x[0][k]));
+                                              BroadcastDword(x + 4 * k));
         odd_sum[k & 1] = _mm512_dpbusd_epi32(odd_sum[k & 1], _mm512_and_si512(v, high4),
-                                             _mm512_set1_epi32(x[1][k]));
+                                             BroadcastDword(x + 64 + 4 * k));
       }
     }
     const __m512i isum = _mm512_sub_epi32(

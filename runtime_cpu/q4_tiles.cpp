@@ -27,15 +27,16 @@ SSMQ_TARGET_AVX512 void TileAvx512(const Weight& w, int64_t tile, const int8_t* 
                                    __m512i scale_index, const float* bias, float* out) {
   const int64_t nb = w.cols / kFixed16Block;
   const int64_t blocks_per_group = w.group_size / kFixed16Block, ng = w.groups_per_row();
-  const uint8_t* p = w.tiled_codes.data() + tile * nb * kBlockTileBytes;
+  const uint8_t* p = w.tiled_codes + tile * nb * kBlockTileBytes;
   const float* tile_scales = w.scales + tile * kQ4TileRows * ng;
   const int64_t ahead = kPrefetchRows * (w.cols / 2);  // one tile on at 16 rows
   const __m512i low4 = _mm512_set1_epi8(0x0F);
   const __m512i high4 = _mm512_set1_epi8(static_cast<char>(0xF0));
   __m512 acc = _mm512_setzero_ps();
-  for (int64_t b = 0; b < nb; ++b) {
-    int32_t x[4][kChunksPerBlock];  // parts hi-even, hi-odd, lo-even, lo-odd as dwords
-    std::memcpy(x, xb + b * 256, sizeof x);
+  const float* group_scales = tile_scales;  // this block's group: column b / blocks_per_group
+  for (int64_t b = 0, in_group = 0; b < nb; ++b) {
+    // Parts hi-even, hi-odd, lo-even, lo-odd: 64 bytes each, dword k for chunk k.
+    const int8_t* x = xb + b * 256;
     __m512i he[kSets], ho[kSets], le[kSets], lo[kSets];
     for (int j = 0; j < kSets; ++j) he[j] = ho[j] = le[j] = lo[j] = _mm512_setzero_si512();
     const uint8_t* pb = p + b * kBlockTileBytes;
@@ -46,10 +47,10 @@ SSMQ_TARGET_AVX512 void TileAvx512(const Weight& w, int64_t tile, const int8_t* 
       const __m512i v = _mm512_loadu_si512(pb + k * kChunkBytes);
       const __m512i even = _mm512_and_si512(v, low4);  // q of columns 8k, 8k+2, ...
       const __m512i odd = _mm512_and_si512(v, high4);  // 16 · q of columns 8k+1, ...
-      he[j] = _mm512_dpbusd_epi32(he[j], even, _mm512_set1_epi32(x[0][k]));
-      ho[j] = _mm512_dpbusd_epi32(ho[j], odd, _mm512_set1_epi32(x[1][k]));
-      le[j] = _mm512_dpbusd_epi32(le[j], even, _mm512_set1_epi32(x[2][k]));
-      lo[j] = _mm512_dpbusd_epi32(lo[j], odd, _mm512_set1_epi32(x[3][k]));
+      he[j] = _mm512_dpbusd_epi32(he[j], even, BroadcastDword(x + 4 * k));
+      ho[j] = _mm512_dpbusd_epi32(ho[j], odd, BroadcastDword(x + 64 + 4 * k));
+      le[j] = _mm512_dpbusd_epi32(le[j], even, BroadcastDword(x + 128 + 4 * k));
+      lo[j] = _mm512_dpbusd_epi32(lo[j], odd, BroadcastDword(x + 192 + 4 * k));
     }
     for (int j = 1; j < kSets; ++j) {
       he[0] = _mm512_add_epi32(he[0], he[j]);
@@ -61,8 +62,9 @@ SSMQ_TARGET_AVX512 void TileAvx512(const Weight& w, int64_t tile, const int8_t* 
     const __m512i lo_sum = _mm512_add_epi32(le[0], _mm512_srai_epi32(lo[0], 4));
     const __m512i t = _mm512_add_epi32(_mm512_add_epi32(_mm512_slli_epi32(hi, 8), lo_sum),
                                        _mm512_set1_epi32(-8 * block_sums[b]));
-    const __m512 s = _mm512_i32gather_ps(scale_index, tile_scales + b / blocks_per_group, 4);
+    const __m512 s = _mm512_i32gather_ps(scale_index, group_scales, 4);
     acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(t), _mm512_mul_ps(s, _mm512_set1_ps(xscale[b])), acc);
+    if (++in_group == blocks_per_group) in_group = 0, ++group_scales;
   }
   if (bias) acc = _mm512_add_ps(acc, _mm512_loadu_ps(bias));
   _mm512_storeu_ps(out, acc);
@@ -90,12 +92,21 @@ bool Q4TilesApply(const Weight& w, KernelIsa isa) {
          w.rows >= kQ4TileRows && Fixed16Applies(w, isa);
 }
 
-void BuildQ4Tiles(Weight& w) {
+size_t Q4TileBytes(const Weight& w) {
+  if (!Q4TilesApply(w, CpuIsa())) return 0;
+  return static_cast<size_t>((w.rows / kQ4TileRows) * kQ4TileRows * (w.cols / 2));
+}
+
+void BuildQ4Tiles(Weight& w, uint8_t* tiles) {
   if (w.has_tiles() || !Q4TilesApply(w, CpuIsa())) return;
   const int64_t row_bytes = w.cols / 2, dwords = row_bytes / 4;
   const int64_t tile_bytes = kQ4TileRows * row_bytes;
   const int64_t n_tiles = w.rows / kQ4TileRows;
-  w.tiled_codes.resize(static_cast<size_t>(n_tiles * tile_bytes));
+  if (tiles == nullptr) {
+    w.owned_tiles.resize(static_cast<size_t>(n_tiles * tile_bytes));
+    tiles = w.owned_tiles.data();
+  }
+  w.tiled_codes = tiles;
   // Tile by tile: dword j of row 16T + lane goes to dword (T·dwords + j)·16 + lane.
   // In batches of ~256 KiB of source, whose pages go back after each batch,
   // so the resident size never holds both copies of more than one batch.
@@ -104,7 +115,7 @@ void BuildQ4Tiles(Weight& w) {
     const int64_t b1 = std::min(n_tiles, b0 + batch);
 #pragma omp parallel for schedule(static) if (b1 - b0 >= 16)
     for (int64_t tile = b0; tile < b1; ++tile) {
-      uint8_t* dst = w.tiled_codes.data() + tile * tile_bytes;
+      uint8_t* dst = tiles + tile * tile_bytes;
       for (int64_t lane = 0; lane < kQ4TileRows; ++lane) {
         const uint8_t* src = w.codes + (tile * kQ4TileRows + lane) * row_bytes;
         for (int64_t j = 0; j < dwords; ++j)
@@ -124,7 +135,7 @@ void BuildQ4Tiles(Weight& w) {
 void UntileQ4Row(const Weight& w, int64_t r, uint8_t* out) {
   const int64_t row_bytes = w.cols / 2, dwords = row_bytes / 4;
   const int64_t tile = r / kQ4TileRows, lane = r % kQ4TileRows;
-  const uint8_t* src = w.tiled_codes.data() + tile * kQ4TileRows * row_bytes;
+  const uint8_t* src = w.tiled_codes + tile * kQ4TileRows * row_bytes;
   for (int64_t j = 0; j < dwords; ++j)
     std::memcpy(out + j * 4, src + (j * kQ4TileRows + lane) * 4, 4);
 }

@@ -43,9 +43,13 @@ inline constexpr int64_t kQ4TileRows = 16;
 // Q4 without zero points, fixed16 shapes (Fixed16Applies), AVX-512, >= 16 rows.
 bool Q4TilesApply(const Weight& w, KernelIsa isa);
 
+// Bytes of w's tiles (0 when Q4TilesApply does not hold on this CPU).
+size_t Q4TileBytes(const Weight& w);
+
 // Builds w.tiled_codes / tiled_rows (no-op when it does not apply or is
-// built already) and hands the row-major pages back (ReleasePages).
-void BuildQ4Tiles(Weight& w);
+// built already) into `dst` (Q4TileBytes(w) bytes, e.g. a HugeArena slice;
+// nullptr: w.owned_tiles) and hands the row-major pages back (ReleasePages).
+void BuildQ4Tiles(Weight& w, uint8_t* dst = nullptr);
 
 // Row r (w.row_tiled(r)) of the tiles back in row-major packed form: cols/2 bytes.
 void UntileQ4Row(const Weight& w, int64_t r, uint8_t* out);
@@ -70,6 +74,13 @@ SSMQ_TARGET_AVX512 inline __m512i TileScaleIndex(int64_t groups_per_row) {
   return _mm512_mullo_epi32(
       _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
       _mm512_set1_epi32(static_cast<int32_t>(groups_per_row)));
+}
+// The 4 bytes at p as 16 equal dwords, loaded straight into the vector unit:
+// vpbroadcastd from memory is a load-port uop, where a dword first copied to a
+// local array and broadcast from a general register costs shuffle-port uops
+// on every use (4 per 64-byte chunk in the tile kernels).
+SSMQ_TARGET_AVX512 inline __m512i BroadcastDword(const void* p) {
+  return _mm512_broadcastd_epi32(_mm_loadu_si32(p));
 }
 #endif
 

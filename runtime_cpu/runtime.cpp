@@ -267,12 +267,7 @@ Result<std::unique_ptr<Runtime>> Runtime::Create(const Model& model, const Runti
   for (int l = 0; l < hp.n_layer; ++l) {
     SSMQ_RETURN_IF_ERROR(LoadLayer(model, hp, l, impl->layers[l]));
   }
-  if (opts.q4_tiles) {  // the Q4 matmul weights (BuildQ4Tiles skips what does not apply)
-    for (rt::LayerWeights& w : impl->layers) {
-      for (rt::Weight* m : {&w.in_proj, &w.out_proj, &w.x_proj}) rt::BuildQ4Tiles(*m);
-    }
-    rt::BuildQ4Tiles(hp.tied_embeddings ? impl->token_embd : impl->output);
-  }
+  SSMQ_RETURN_IF_ERROR(impl->LayOutMatmulWeights(opts));
   impl->any_float_state = impl->any_int8_state = impl->any_half_state = false;
   for (const rt::LayerWeights& w : impl->layers) {
     bool& uses = w.act.state.enabled() ? impl->any_int8_state
@@ -281,6 +276,37 @@ Result<std::unique_ptr<Runtime>> Runtime::Create(const Model& model, const Runti
     uses = true;
   }
   return std::unique_ptr<Runtime>(new Runtime(std::move(impl)));
+}
+
+// The decode matmul weights: Q4 ones into 16-row tiles (opts.q4_tiles,
+// where they apply), the others copied as they are (opts.huge_pages), both
+// into the huge-page arena when opts.huge_pages (sized first: Plan, then
+// Take in the same order), else the tiles into each weight's own buffer.
+Status Runtime::Impl::LayOutMatmulWeights(const RuntimeOptions& opts) {
+  std::vector<rt::Weight*> mats;
+  for (rt::LayerWeights& w : layers) {
+    for (rt::Weight* m : {&w.in_proj, &w.x_proj, &w.dt_proj, &w.out_proj}) mats.push_back(m);
+  }
+  mats.push_back(hp.tied_embeddings ? &token_embd : &output);
+  const auto tiles = [&](const rt::Weight& m) { return opts.q4_tiles ? rt::Q4TileBytes(m) : 0; };
+  if (!opts.huge_pages) {
+    for (rt::Weight* m : mats) {
+      if (tiles(*m) > 0) rt::BuildQ4Tiles(*m);
+    }
+    return Status::Ok();
+  }
+  for (const rt::Weight* m : mats) arena.Plan(tiles(*m) > 0 ? tiles(*m) : rt::ArenaCopyBytes(*m));
+  SSMQ_RETURN_IF_ERROR(arena.Allocate());
+  for (rt::Weight* m : mats) {
+    if (const size_t n = tiles(*m); n > 0) {
+      rt::BuildQ4Tiles(*m, arena.Take(n));
+    } else if (const size_t c = rt::ArenaCopyBytes(*m); c > 0) {
+      rt::CopyToArena(*m, arena.Take(c));
+    } else {
+      arena.Take(0);
+    }
+  }
+  return Status::Ok();
 }
 
 const HParams& Runtime::hparams() const { return impl_->hp; }

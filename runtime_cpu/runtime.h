@@ -56,6 +56,12 @@ struct RuntimeOptions {
   // handing the row-major pages back: the same resident size, faster decode
   // kernels (w4a16, w4a8), ~0.3 s more load time at 370m.
   bool q4_tiles = true;
+  // Lay the quantized decode matmul weights (the Q4 tiles, and copies of
+  // the other Q8 / Q4 matmul weights and LM head) out in one mapping on
+  // transparent huge pages (huge_arena.h), handing the file's pages back:
+  // the same resident size, fewer TLB misses per decoded token (decode
+  // +5-16% at 370m), ~1 s more load time per 370 MB on the dev VM.
+  bool huge_pages = true;
 };
 
 class Runtime {

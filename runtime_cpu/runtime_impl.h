@@ -13,6 +13,7 @@
 #include "runtime_cpu/kernels.h"
 #include "runtime_cpu/observer.h"
 #include "runtime_cpu/runtime.h"
+#include "runtime_cpu/huge_arena.h"
 #include "runtime_cpu/weight.h"
 
 namespace ssmq {
@@ -152,6 +153,7 @@ struct Runtime::Impl {
   int mamba1_channel_team = -1;     // RuntimeOptions::mamba1_channel_team
   bool any_float_state = true, any_int8_state = false;  // which state buffers exist
   bool any_half_state = false;                          // (RuntimeOptions::f16_state)
+  rt::HugeArena arena;     // the weights laid out at load (RuntimeOptions::huge_pages)
   rt::Weight token_embd;   // [vocab, d_model]
   rt::Weight output_norm;  // [d_model]
   rt::Weight output;       // [vocab, d_model] (absent when tied)
@@ -176,6 +178,7 @@ struct Runtime::Impl {
   }
   // The online out_proj-input Hadamard of layer l on T rows of d_inner (stride d_inner),
   // then the kSsmOutput / kOutProjInput observations around it.
+  Status LayOutMatmulWeights(const RuntimeOptions& opts);
   void OutProjInputTransform(int l, float* y, int64_t T);
 
   // y = w · x̂ where x̂ is x quantized as `aq` says (kNone: plain MatMul).

@@ -47,7 +47,9 @@ struct Weight {
   std::vector<float> owned_scales;  // when the file's scales could not be viewed in place
   // kQ4 rows [0, tiled_rows) (a multiple of 16) again in 16-row tiles for
   // the decode kernels (q4_tiles.h); 0: none. The row-major codes stay valid.
-  std::vector<uint8_t> tiled_codes;
+  // The tiles live in the runtime's HugeArena, or in owned_tiles.
+  const uint8_t* tiled_codes = nullptr;
+  std::vector<uint8_t> owned_tiles;
   int64_t tiled_rows = 0;
   bool has_tiles() const { return tiled_rows > 0; }
   bool row_tiled(int64_t r) const { return r < tiled_rows; }
@@ -61,11 +63,26 @@ struct Weight {
   }
 };
 
-// Gives the pages of [p, p + n) back to the kernel (MADV_PAGEOUT), for bytes
-// that were read once at load (a tensor converted or copied to a layout of
-// our own). partial: the pages the range only touches at its ends as well.
-// Advisory and never changes a byte: clean file pages are dropped and mapped
-// in again by a later read; anonymous ones stay or go to swap.
+// Bytes of w's codes (kQ8 / kQ4) when they are a view of the file, which
+// CopyToArena would copy; else 0 (16-bit and f32 weights are not copied).
+size_t ArenaCopyBytes(const Weight& w);
+
+// Copies those bytes to `dst` (ArenaCopyBytes(w) of them, e.g. a
+// HugeArena slice), points w at the copy and hands the file's pages back
+// batch by batch (ReleasePages), so the resident size never holds both.
+void CopyToArena(Weight& w, uint8_t* dst);
+
+// Gives the pages of [p, p + n) back to the kernel, for bytes that were read
+// once at load (a tensor converted or copied to a layout of our own).
+// partial: the pages the range only touches at its ends as well. Never
+// changes a byte:
+// - inside one read-only private file mapping (an mmap'd model file):
+//   MADV_DONTNEED, which only unmaps the pages (a later read maps them in
+//   again from the file); the page cache keeps them, so the next load of
+//   the file does not go to the disk;
+// - anywhere else (heap, anonymous): MADV_PAGEOUT, which reclaims them
+//   (to swap if anonymous) and reads them back when touched.
+// The kind of mapping is looked up in /proc/self/maps on every call.
 void ReleasePages(const void* p, size_t n, bool partial);
 
 // Loads tensor `name` expecting exactly `shape` (PyTorch order; 1-D or 2-D).

@@ -362,6 +362,55 @@ TEST(A8Runtime, Q4TilesGiveTheSameLogits) {
   }
 }
 
+// The huge-page arena (RuntimeOptions::huge_pages) holds byte copies of the
+// quantized matmul weights and the Q4 tiles, so the logits are bit-identical
+// with and without it. The model is loaded from a file (mmap), so the
+// file's pages are handed back by MADV_DONTNEED; a runtime made after that
+// (and the model's own bytes) must still see every byte, compared against an
+// in-memory copy.
+TEST(A8Runtime, HugePageArenaGivesIdenticalLogits) {
+  const std::string dir = MakeTempDir("arena");
+  for (const char* fixture : {"mamba1-tiny", "mamba2-tiny"}) {
+    for (const char* scheme : {"w8a8", "w4a8", "w4a16"}) {
+      SCOPED_TRACE(std::string(fixture) + " " + scheme);
+      const std::vector<int32_t> ids = ReferenceInputIds(fixture);
+      const Model& in_memory = Quantized(fixture, scheme);
+      const std::string path = dir + "/" + fixture + "-" + scheme + ".ssmq";
+      ASSERT_TRUE(SaveModel(in_memory, path).ok());
+      auto mapped = LoadModel(path);
+      ASSERT_TRUE(mapped.ok()) << mapped.status().ToString();
+      std::vector<float> logits[3];
+      int k = 0;
+      for (bool huge : {true, false, true}) {
+        RuntimeOptions ro;
+        ro.n_threads = 2;
+        ro.huge_pages = huge;
+        auto rt = Runtime::Create(*mapped, ro);
+        ASSERT_TRUE(rt.ok()) << rt.status().ToString();
+        RecurrentState st = (*rt)->NewState(1);
+        std::vector<float> out;
+        ASSERT_TRUE((*rt)->Prefill(std::span(ids).first(16), 1, 16, st, out).ok());
+        logits[k].insert(logits[k].end(), out.begin(), out.end());
+        for (int t = 16; t < 24; ++t) {
+          ASSERT_TRUE((*rt)->Step(std::span(ids).subspan(t, 1), st, out).ok());
+          logits[k].insert(logits[k].end(), out.begin(), out.end());
+        }
+        ++k;
+      }
+      ASSERT_FALSE(logits[0].empty());
+      EXPECT_EQ(0, std::memcmp(logits[0].data(), logits[1].data(), logits[0].size() * 4));
+      EXPECT_EQ(0, std::memcmp(logits[0].data(), logits[2].data(), logits[0].size() * 4));
+      for (const ModelTensor& t : mapped->tensors()) {
+        const ModelTensor* src = in_memory.Find(t.name);
+        ASSERT_NE(src, nullptr) << t.name;
+        ASSERT_EQ(t.data.size(), src->data.size()) << t.name;
+        EXPECT_EQ(0, std::memcmp(t.data.data(), src->data.data(), t.data.size())) << t.name;
+      }
+    }
+  }
+  std::filesystem::remove_all(dir);
+}
+
 // ------------------------------------------------------------ perplexity targets
 
 struct A8Case {
