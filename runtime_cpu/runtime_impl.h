@@ -44,11 +44,16 @@ void QuantizeStateRows(const StateQuant& sq, const float* h, int64_t row0, int64
 
 // One Mamba2 recurrent step of one head straight on the int8 cache: rows
 // [row0, row0 + P) of the layer's codes are dequantized, stepped
-// (kernels.h: Mamba2StepHead) and requantized in registers, with no float
-// copy of the state. Same arithmetic as Load + Mamba2StepHead + Store.
+// (kernels.h: Mamba2StepHead) and requantized. With AVX-512 in registers,
+// in the code domain (state_quant.cpp: the same values up to float
+// rounding); else Mamba2StepHeadInt8Reference.
 void Mamba2StepHeadInt8(const StateQuant& sq, int64_t row0, int64_t P, const float* x,
                         const float* B, const float* C, float dt, float A, float D,
                         int8_t* codes, float* y);
+// Through a float copy: DequantizeStateRows + Mamba2StepHead + QuantizeStateRows.
+void Mamba2StepHeadInt8Reference(const StateQuant& sq, int64_t row0, int64_t P, const float* x,
+                                 const float* B, const float* C, float dt, float A, float D,
+                                 int8_t* codes, float* y);
 
 // f16 state rows (RuntimeOptions::f16_state) [row0, row0 + n_rows) of d_state
 // values, to and from f32, like the int8 ones (round to nearest even).

@@ -180,6 +180,56 @@ ScanDiff Mamba2ChunkScanVsRecurrence(const rt::Mamba2Dims& dims, int64_t L,
 // The chunked SSD scan equals the one-token recurrence, across chunk
 // boundaries and when continued from a non-zero state (small dims: the
 // plain loops).
+// The int8-state step (AVX-512: in the code domain, state_quant.cpp) against
+// its float-copy reference: the same codes except where the two float
+// roundings put a value on different sides of a half (then one apart), y
+// within float rounding; saturating values and a NaN input clamp the same.
+TEST(RuntimeKernels, Mamba2StepHeadInt8MatchesReference) {
+  std::mt19937 rng(7);
+  std::uniform_real_distribution<float> u(-1.0f, 1.0f);
+  for (int64_t N : {16, 64, 128}) {
+    SCOPED_TRACE(N);
+    const int64_t P = 24, H = 2;  // two heads, two scale rows (rows_per_group = P)
+    rt::StateQuant sq;
+    sq.rows_per_group = P;
+    sq.d_state = N;
+    for (int64_t i = 0; i < H * N; ++i) {
+      sq.scales.push_back(0.002f + 0.01f * std::fabs(u(rng)));
+      sq.inv_scales.push_back(1.0f / sq.scales.back());
+    }
+    std::vector<int8_t> codes(static_cast<size_t>(H * P * N));
+    for (int8_t& c : codes) c = static_cast<int8_t>(std::lround(127 * u(rng)));
+    std::vector<float> x(P), B(N), C(N);
+    for (float& v : x) v = 2 * u(rng);
+    for (float& v : B) v = u(rng);
+    for (float& v : C) v = u(rng);
+    x[3] = 1e6f;  // saturates its row
+    x[5] = std::nanf("");
+    std::vector<int8_t> fast = codes, ref = codes;
+    std::vector<float> y_fast(P), y_ref(P);
+    for (int64_t h = 0; h < H; ++h) {
+      rt::Mamba2StepHeadInt8(sq, h * P, P, x.data(), B.data(), C.data(), 0.05f, -0.7f, 0.3f,
+                             fast.data(), y_fast.data());
+      rt::Mamba2StepHeadInt8Reference(sq, h * P, P, x.data(), B.data(), C.data(), 0.05f, -0.7f,
+                                      0.3f, ref.data(), y_ref.data());
+      int64_t differ = 0;
+      for (int64_t i = h * P * N; i < (h + 1) * P * N; ++i) {
+        ASSERT_LE(std::abs(fast[i] - ref[i]), 1) << i;
+        ASSERT_GE(fast[i], -127) << i;
+        differ += fast[i] != ref[i];
+      }
+      EXPECT_LE(differ, P * N / 100) << "codes one apart";
+      for (int64_t p = 0; p < P; ++p) {
+        if (p == 5) {
+          EXPECT_TRUE(std::isnan(y_fast[p]) && std::isnan(y_ref[p]));
+          continue;
+        }
+        EXPECT_NEAR(y_fast[p], y_ref[p], 1e-5f * (1.0f + std::fabs(y_ref[p]))) << p;
+      }
+    }
+  }
+}
+
 TEST(RuntimeKernels, Mamba2ChunkScanEqualsRecurrence) {
   const ScanDiff d = Mamba2ChunkScanVsRecurrence({6, 8, 2, 16}, 45, 16, 20,  // H, P, G, N
                                                  0.01f, 0.5f, -2.0f, -0.1f);
