@@ -71,6 +71,13 @@ void FakeQuantizeColumns(const ActQuant& aq, float* x, int64_t stride, int64_t r
 // divides the other, or a group is odd for Q4) — Int8MatMul must not be called then.
 int64_t Int8BlockWidth(const Weight& w, const ActQuant& aq);
 
+// w.q8_block_sums for a Q8 weight multiplied by int8 activations of `aq`, when
+// its blocks (Int8BlockWidth) are at least kQ8SumMinBlock columns wide: the
+// sums then cost at most 4 bytes per 512 weight bytes of extra reads. No-op
+// otherwise. Exact int32 (the block bound of Int8BlockWidth).
+inline constexpr int64_t kQ8SumMinBlock = 512;
+void BuildQ8BlockSums(Weight& w, const ActQuant& aq);
+
 // Integer matmul for Q8 / Q4 weights and int8 activations q [n_tokens][w.cols]
 // (from QuantizeActivations with the same aq):
 //   y[t*y_stride + r] = bias[r] + row_scales[t] · sum_b  sa(b) · sw(r, b) · sum_{c in b} q[t][c] · (wq[r][c] − z)

@@ -421,9 +421,13 @@ SSMQ_TARGET_AVX512 inline __m256i Fold512(__m512i v) {  // 16 lanes -> 8 lane su
                           _mm512_castsi512_si256(_mm512_shuffle_i64x2(v, v, 0x4E)));
 }
 
-template <int MR, int NT, bool kQ4>
+// kSums (Q8 only): the +128 correction comes from w.q8_block_sums (one
+// subtraction per block) instead of corr's vpdpbusd per 64 columns, and the
+// short tail multiplies the biased activations so that it matches.
+template <int MR, int NT, bool kQ4, bool kSums = false>
 SSMQ_TARGET_AVX512 void Tile512(const Int8Args& a, const Int8Prep& prep, int64_t r, int64_t t0) {
   static_assert((MR == 1 && (NT == 1 || NT == 4)) || (MR == 4 && NT == 1));
+  static_assert(!(kSums && kQ4));
   constexpr int K = MR * NT;
   constexpr bool kShareW = MR == 1;
   const Weight& w = *a.w;
@@ -443,6 +447,8 @@ SSMQ_TARGET_AVX512 void Tile512(const Int8Args& a, const Int8Prep& prep, int64_t
   const __m512i c128 = _mm512_set1_epi8(static_cast<char>(0x80));
   const __m256i c128y = _mm256_set1_epi8(static_cast<char>(0x80));
   const int64_t pf_ahead = kPrefetchRows * (kQ4 ? cols / 2 : cols);
+  const int32_t* wsum = kSums ? w.q8_block_sums.data() : nullptr;
+  const int64_t n_blocks = kSums ? (cols + B - 1) / B : 0;
   __m128 facc = _mm_setzero_ps();
   BlockWalk walk(a);
   int64_t block_index = 0;
@@ -498,7 +504,7 @@ SSMQ_TARGET_AVX512 void Tile512(const Int8Args& a, const Int8Prep& prep, int64_t
       } else {
         if constexpr (kShareW) {
           const __m512i wv = _mm512_loadu_si512(w8[0] + c);
-          corr[0] = _mm512_dpbusd_epi32(corr[0], c128, wv);
+          if constexpr (!kSums) corr[0] = _mm512_dpbusd_epi32(corr[0], c128, wv);
           for (int k = 0; k < NT; ++k)
             acc[k] = _mm512_dpbusd_epi32(acc[k], _mm512_loadu_si512(us[k] + c), wv);
         } else {
@@ -506,7 +512,7 @@ SSMQ_TARGET_AVX512 void Tile512(const Int8Args& a, const Int8Prep& prep, int64_t
           for (int i = 0; i < MR; ++i) {
             const __m512i wv = _mm512_loadu_si512(w8[i] + c);
             acc[i] = _mm512_dpbusd_epi32(acc[i], uv, wv);
-            corr[i] = _mm512_dpbusd_epi32(corr[i], c128, wv);
+            if constexpr (!kSums) corr[i] = _mm512_dpbusd_epi32(corr[i], c128, wv);
           }
         }
       }
@@ -523,7 +529,7 @@ SSMQ_TARGET_AVX512 void Tile512(const Int8Args& a, const Int8Prep& prep, int64_t
       for (int i = 0; i < MR; ++i) {
         const __m256i wv = kQ4 ? UnpackQ4x32u(w4[i] + (c >> 1))
                                : _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w8[i] + c));
-        if (!kQ4) corr32[i] = _mm256_dpbusd_epi32(corr32[i], c128y, wv);
+        if (!kQ4 && !kSums) corr32[i] = _mm256_dpbusd_epi32(corr32[i], c128y, wv);
         for (int k = 0; k < NT; ++k) {
           const int lane = kShareW ? k : i;
           if constexpr (kQ4) {
@@ -545,8 +551,13 @@ SSMQ_TARGET_AVX512 void Tile512(const Int8Args& a, const Int8Prep& prep, int64_t
     for (; c < c1; ++c) {  // fewer than 32 columns left: exact products (Q4: code · a, z below)
       for (int i = 0; i < MR; ++i) {
         const int32_t wq = kQ4 ? static_cast<int32_t>(Q4Get(w4[i], c)) : static_cast<int32_t>(w8[i][c]);
-        for (int k = 0; k < NT; ++k) tail[i + k] += wq * static_cast<int32_t>(qs[k][c]);
+        for (int k = 0; k < NT; ++k)
+          tail[i + k] += wq * (kSums ? static_cast<int32_t>(us[k][c]) : static_cast<int32_t>(qs[k][c]));
       }
+    }
+    if constexpr (kSums) {  // - 128 · sum w over the block, from the load-time sums
+      for (int i = 0; i < MR; ++i)
+        for (int k = 0; k < NT; ++k) tail[i + k] -= 128 * wsum[(r + i) * n_blocks + block_index];
     }
     if constexpr (kQ4) {  // - z · sum a over the block
       for (int i = 0; i < MR; ++i)
@@ -587,6 +598,17 @@ SSMQ_TARGET_AVX512 void RowsAvx512(const Int8Args& a, const Int8Prep& prep, int6
   int64_t t = 0;
   for (; t + 4 <= a.n_tokens; t += 4)
     for (int64_t r = r0; r < r1; ++r) Tile512<1, 4, kQ4>(a, prep, r, t);
+  if (t == a.n_tokens) return;
+  if constexpr (!kQ4) {
+    if (a.w->q8_sum_block == a.block && !a.w->q8_block_sums.empty()) {
+      for (; t < a.n_tokens; ++t) {
+        int64_t r = r0;
+        for (; r + 4 <= r1; r += 4) Tile512<4, 1, false, true>(a, prep, r, t);
+        for (; r < r1; ++r) Tile512<1, 1, false, true>(a, prep, r, t);
+      }
+      return;
+    }
+  }
   for (; t < a.n_tokens; ++t) {
     int64_t r = r0;
     for (; r + 4 <= r1; r += 4) Tile512<4, 1, kQ4>(a, prep, r, t);
@@ -880,6 +902,18 @@ Int8RowsKernel Int8Kernel(Int8Isa isa, WeightFormat format) {
 }
 
 }  // namespace
+
+void BuildQ8BlockSums(Weight& w, const ActQuant& aq) {
+  if (w.format != WeightFormat::kQ8 || w.codes == nullptr || !aq.enabled()) return;
+  const int64_t block = Int8BlockWidth(w, aq);
+  if (block < kQ8SumMinBlock) return;
+  const int64_t nb = (w.cols + block - 1) / block;
+  w.q8_block_sums.assign(static_cast<size_t>(w.rows * nb), 0);
+  const int8_t* codes = reinterpret_cast<const int8_t*>(w.codes);
+  for (int64_t r = 0; r < w.rows; ++r)
+    BlockSums(codes + r * w.cols, w.cols, block, w.q8_block_sums.data() + r * nb, 1);
+  w.q8_sum_block = block;
+}
 
 Int8Isa BestInt8Isa() {
   switch (CpuIsa()) {

@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <memory>
 #include <vector>
 
 namespace ssmq::rt {
@@ -103,8 +104,9 @@ void BuildQ4Tiles(Weight& w, uint8_t* tiles) {
   const int64_t tile_bytes = kQ4TileRows * row_bytes;
   const int64_t n_tiles = w.rows / kQ4TileRows;
   if (tiles == nullptr) {
-    w.owned_tiles.resize(static_cast<size_t>(n_tiles * tile_bytes));
-    tiles = w.owned_tiles.data();
+    auto owned = std::make_shared<std::vector<uint8_t>>(static_cast<size_t>(n_tiles * tile_bytes));
+    tiles = owned->data();
+    w.owned_tiles = std::move(owned);
   }
   w.tiled_codes = tiles;
   // Tile by tile: dword j of row 16T + lane goes to dword (T·dwords + j)·16 + lane.

@@ -288,6 +288,12 @@ Status Runtime::Impl::LayOutMatmulWeights(const RuntimeOptions& opts) {
     for (rt::Weight* m : {&w.in_proj, &w.x_proj, &w.dt_proj, &w.out_proj}) mats.push_back(m);
   }
   mats.push_back(hp.tied_embeddings ? &token_embd : &output);
+  for (rt::LayerWeights& w : layers) {  // the Q8 decode kernel's bias correction (act_quant.h)
+    rt::BuildQ8BlockSums(w.in_proj, w.act[ActSite::kInProjInput]);
+    rt::BuildQ8BlockSums(w.x_proj, w.act[ActSite::kConvOutput]);
+    rt::BuildQ8BlockSums(w.dt_proj, w.act.dt_proj_input);
+    rt::BuildQ8BlockSums(w.out_proj, w.act[ActSite::kOutProjInput]);
+  }
   const auto tiles = [&](const rt::Weight& m) { return opts.q4_tiles ? rt::Q4TileBytes(m) : 0; };
   if (!opts.huge_pages) {
     for (rt::Weight* m : mats) {

@@ -9,6 +9,7 @@
 #include <omp.h>
 
 #include <cstdint>
+#include <memory>
 #include <new>
 #include <string>
 #include <type_traits>
@@ -47,11 +48,18 @@ struct Weight {
   std::vector<float> owned_scales;  // when the file's scales could not be viewed in place
   // kQ4 rows [0, tiled_rows) (a multiple of 16) again in 16-row tiles for
   // the decode kernels (q4_tiles.h); 0: none. The row-major codes stay valid.
-  // The tiles live in the runtime's HugeArena, or in owned_tiles.
+  // The tiles live in the runtime's HugeArena, or in owned_tiles (shared,
+  // so a copy of the Weight keeps them alive).
   const uint8_t* tiled_codes = nullptr;
-  std::vector<uint8_t> owned_tiles;
+  std::shared_ptr<const std::vector<uint8_t>> owned_tiles;
   int64_t tiled_rows = 0;
   bool has_tiles() const { return tiled_rows > 0; }
+  // kQ8 with int8 activations: Σ code over each block of q8_sum_block
+  // columns of every row ([rows][blocks]), built at load (BuildQ8BlockSums,
+  // act_quant.h) so the AVX-512 decode kernel's +128 bias correction is a
+  // lookup, not a second vpdpbusd per 64 weights; empty: computed there.
+  std::vector<int32_t> q8_block_sums;
+  int64_t q8_sum_block = 0;
   bool row_tiled(int64_t r) const { return r < tiled_rows; }
 
   bool present() const { return f32 != nullptr || codes != nullptr || half != nullptr; }

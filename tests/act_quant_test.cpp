@@ -417,6 +417,13 @@ TEST_P(Int8Kernels, ScalarAvx2IdenticalAndMatchOracle) {
           rt::Int8MatMul(tiled, b, aq, q.data(), rs.data(), tokens, y.data(), ys, threads);
           same_bits(y, "16-row tiles");
         }
+        rt::Weight summed = m.w;  // the runtime's load-time Q8 block sums (act_quant.h)
+        rt::BuildQ8BlockSums(summed, aq);
+        if (!summed.q8_block_sums.empty()) {
+          std::fill(y.begin(), y.end(), -1.0f);
+          rt::Int8MatMul(summed, b, aq, q.data(), rs.data(), tokens, y.data(), ys, threads);
+          same_bits(y, "Q8 block sums");
+        }
       }
       // The oracle: the scalar float-activation kernel on x̂ (MatMul's Q4
       // decode path rounds activations to 16-bit fixed point, q4_fixed16.h).
@@ -447,6 +454,9 @@ INSTANTIATE_TEST_SUITE_P(
         Int8Case{"q8_chan_tensor_100", 19, 100, false, 0, false, Mode::kStatic, 0, 100},
         Int8Case{"q8_chan_dyn_72", 21, 72, false, 0, false, Mode::kDynamicPerToken, 0, 72},
         Int8Case{"q8_chan_actg32_100", 17, 100, false, 0, false, Mode::kStatic, 32, 32},
+        // Whole-row blocks of >= 512 columns: the load-time weight sums
+        // (BuildQ8BlockSums); 1000 columns end in a 32-column step and a tail.
+        Int8Case{"q8_chan_tensor_1000", 23, 1000, false, 0, false, Mode::kStatic, 0, 1000},
         // Q8 per group.
         Int8Case{"q8_g32_dyn_48", 18, 48, false, 32, false, Mode::kDynamicPerToken, 0, 32},
         Int8Case{"q8_g128_actg32_768", 33, 768, false, 128, false, Mode::kStatic, 32, 32},
