@@ -83,6 +83,19 @@ uint64_t PeakRssBytes() {
   return static_cast<uint64_t>(ru.ru_maxrss) * 1024;
 }
 
+// Bytes of this process's anonymous memory on transparent huge pages
+// (AnonHugePages of /proc/self/smaps_rollup; 0 where unknown): the runtime's
+// weight arena (runtime_cpu/huge_arena.h) shows here when the kernel gave it
+// 2 MiB pages.
+uint64_t AnonHugePageBytes() {
+  std::ifstream f("/proc/self/smaps_rollup");
+  std::string line;
+  while (std::getline(f, line)) {
+    if (line.rfind("AnonHugePages:", 0) == 0) return std::stoull(line.substr(14)) * 1024;
+  }
+  return 0;
+}
+
 double Median(std::vector<double> v) {
   std::sort(v.begin(), v.end());
   const size_t n = v.size();
@@ -184,7 +197,7 @@ Status RunBench(const BenchArgs& a) {
   }
   std::vector<double> prefill_s, decode_s, rep_bandwidth, rep_bandwidth_median;
   std::vector<float> logits;
-  uint64_t peak_rss = 0;
+  uint64_t peak_rss = 0, huge_bytes = 0;
   for (int r = 0; r < a.reps; ++r) {
     RecurrentState state = rt->NewState(a.batch);
     t0 = Clock::now();
@@ -201,7 +214,7 @@ Status RunBench(const BenchArgs& a) {
     for (int64_t i = 1; i <= a.gen_len; ++i) SSMQ_RETURN_IF_ERROR(step(i));
     decode_s.push_back(Seconds(t0));
     // Before the first probe maps its buffer; later repetitions allocate nothing.
-    if (r == 0) peak_rss = PeakRssBytes();
+    if (r == 0) peak_rss = PeakRssBytes(), huge_bytes = AnonHugePageBytes();
     if (a.bandwidth_gbs <= 0) {
       SSMQ_ASSIGN_OR_RETURN(bw, Bandwidth(threads, false));
       bw_source = "measured";
@@ -248,6 +261,7 @@ Status RunBench(const BenchArgs& a) {
     j["prefill_tokens_per_s"] = prefill_tps;
     j["decode_tokens_per_s"] = decode_tps;
     j["peak_rss_bytes"] = peak_rss;
+    j["anon_huge_page_bytes"] = huge_bytes;
     j["roofline_fraction"] = fraction;
     j["f16_state"] = a.f16_state;
     j["file"] = a.file;
@@ -295,7 +309,8 @@ Status RunBench(const BenchArgs& a) {
               static_cast<long long>(a.batch), static_cast<long long>(a.prompt_len), a.reps);
   std::printf("  decode    %10.1f tok/s (%lld x %lld steps, median of %d)\n", decode_tps,
               static_cast<long long>(a.batch), static_cast<long long>(a.gen_len), a.reps);
-  std::printf("  peak RSS  %10s\n", Mib(peak_rss).c_str());
+  std::printf("  peak RSS  %10s (%s of it on transparent huge pages)\n", Mib(peak_rss).c_str(),
+              Mib(huge_bytes).c_str());
   std::printf("  decode roofline: bytes per step %s = weights %s + state %s\n",
               Mib(tr.total_bytes()).c_str(), Mib(tr.weight_bytes).c_str(),
               Mib(tr.state_bytes).c_str());

@@ -103,7 +103,8 @@ void ExpectBenchFields(const nlohmann::json& j) {
                         "peak_rss_bytes", "roofline_fraction", "weight_bytes_per_token",
                         "state_bytes_per_token", "bandwidth_bytes_per_s", "roofline_tokens_per_s"})
     ExpectPositiveFinite(j, k);
-  for (const char* k : {"file", "scheme", "threads", "batch", "prompt_len", "gen_len"})
+  for (const char* k :
+       {"file", "scheme", "threads", "batch", "prompt_len", "gen_len", "anon_huge_page_bytes"})
     EXPECT_TRUE(j.contains(k)) << k;
   // tok/s = fraction x roofline, and the roofline = batch x bandwidth / bytes per step.
   const double bytes = j["weight_bytes_per_token"].get<double>() + j["state_bytes_per_token"].get<double>();
