@@ -34,7 +34,6 @@ class HugeArena {
 
   // Before Allocate: one slice of `bytes` will be taken.
   void Plan(size_t bytes) { planned_ += Round(bytes); }
-  size_t planned() const { return planned_; }
 
   // Maps the planned bytes (kIoError naming the size when the mapping fails).
   Status Allocate();

@@ -308,8 +308,6 @@ Status Runtime::Impl::LayOutMatmulWeights(const RuntimeOptions& opts) {
       rt::BuildQ4Tiles(*m, arena.Take(n));
     } else if (const size_t c = rt::ArenaCopyBytes(*m); c > 0) {
       rt::CopyToArena(*m, arena.Take(c));
-    } else {
-      arena.Take(0);
     }
   }
   return Status::Ok();

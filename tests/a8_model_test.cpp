@@ -327,6 +327,22 @@ TEST(A8Runtime, Mamba1ChannelTeamsGiveTheSameLogits) {
   }
 }
 
+// Logits of a 16-token prefill, then of one step per id in [16, end), all
+// concatenated, from a runtime made with `ro` (fails the test on an error).
+void PrefillThenStepLogits(const Model& m, const RuntimeOptions& ro,
+                           const std::vector<int32_t>& ids, int end, std::vector<float>& logits) {
+  auto rt = Runtime::Create(m, ro);
+  ASSERT_TRUE(rt.ok()) << rt.status().ToString();
+  RecurrentState st = (*rt)->NewState(1);
+  std::vector<float> out;
+  ASSERT_TRUE((*rt)->Prefill(std::span(ids).first(16), 1, 16, st, out).ok());
+  logits.insert(logits.end(), out.begin(), out.end());
+  for (int t = 16; t < end; ++t) {
+    ASSERT_TRUE((*rt)->Step(std::span(ids).subspan(t, 1), st, out).ok());
+    logits.insert(logits.end(), out.begin(), out.end());
+  }
+}
+
 // Q4 weights in 16-row tiles (RuntimeOptions::q4_tiles) give the
 // logits of the row-major kernel to fp32 summation order (the same exact
 // integer block sums, added per block instead of per lane), through
@@ -341,16 +357,7 @@ TEST(A8Runtime, Q4TilesGiveTheSameLogits) {
       RuntimeOptions ro;
       ro.n_threads = 2;
       ro.q4_tiles = tiles != 0;
-      auto rt = Runtime::Create(m, ro);
-      ASSERT_TRUE(rt.ok()) << rt.status().ToString();
-      RecurrentState st = (*rt)->NewState(1);
-      std::vector<float> out;
-      ASSERT_TRUE((*rt)->Prefill(std::span(ids).first(16), 1, 16, st, out).ok());
-      logits[tiles].insert(logits[tiles].end(), out.begin(), out.end());
-      for (int t = 16; t < 28; ++t) {
-        ASSERT_TRUE((*rt)->Step(std::span(ids).subspan(t, 1), st, out).ok());
-        logits[tiles].insert(logits[tiles].end(), out.begin(), out.end());
-      }
+      ASSERT_NO_FATAL_FAILURE(PrefillThenStepLogits(m, ro, ids, 28, logits[tiles]));
     }
     ASSERT_EQ(logits[0].size(), logits[1].size());
     float max_abs = 0, max_diff = 0;
@@ -385,16 +392,7 @@ TEST(A8Runtime, HugePageArenaGivesIdenticalLogits) {
         RuntimeOptions ro;
         ro.n_threads = 2;
         ro.huge_pages = huge;
-        auto rt = Runtime::Create(*mapped, ro);
-        ASSERT_TRUE(rt.ok()) << rt.status().ToString();
-        RecurrentState st = (*rt)->NewState(1);
-        std::vector<float> out;
-        ASSERT_TRUE((*rt)->Prefill(std::span(ids).first(16), 1, 16, st, out).ok());
-        logits[k].insert(logits[k].end(), out.begin(), out.end());
-        for (int t = 16; t < 24; ++t) {
-          ASSERT_TRUE((*rt)->Step(std::span(ids).subspan(t, 1), st, out).ok());
-          logits[k].insert(logits[k].end(), out.begin(), out.end());
-        }
+        ASSERT_NO_FATAL_FAILURE(PrefillThenStepLogits(*mapped, ro, ids, 24, logits[k]));
         ++k;
       }
       ASSERT_FALSE(logits[0].empty());
