@@ -7,10 +7,12 @@
 // mapped file — and runs one matvec through every matrix per pass, for:
 //   q8/int8   Int8MatMul, static per-tensor activation scale (w8a8 in_proj)
 //   q4/int8   Int8MatMul, Q4 groups of 128 (w4a8)
-//   q4t/int8  the same on 16-row tiles (q4_tiles.h), as the runtime loads them
+//   q4t/int8  the same on 16-row tiles (weight_tiles.h), as the runtime loads them
+//   q8t/int8  Q8 on 16-row tiles (w8a8 in_proj as the runtime loads it)
 //   q8/f32    MatMul with float activations (w8a16)
 //   q4/f32    MatMul with float activations (w4a16)
 //   q4t/f32   the same on 16-row tiles
+//   q8t/f32   Q8 on 16-row tiles (w8a16; the LM head of w8a8)
 //   f16/f32   MatMul on 16-bit weights (f16 files)
 // and reports GB/s of weight bytes (codes + scales) beside the read probe of
 // runtime_cpu/membw (plain AVX-512/AVX2 loads over a buffer of the same size)
@@ -28,7 +30,7 @@
 #include <vector>
 
 #include "runtime_cpu/act_quant.h"
-#include "runtime_cpu/q4_tiles.h"
+#include "runtime_cpu/weight_tiles.h"
 #include "runtime_cpu/membw.h"
 #include "runtime_cpu/weight.h"
 
@@ -142,9 +144,11 @@ int main(int argc, char** argv) {
   const Case cases[] = {{"q8/int8", WeightFormat::kQ8, true},
                         {"q4/int8", WeightFormat::kQ4, true},
                         {"q4t/int8", WeightFormat::kQ4, true, true},
+                        {"q8t/int8", WeightFormat::kQ8, true, true},
                         {"q8/f32", WeightFormat::kQ8, false},
                         {"q4/f32", WeightFormat::kQ4, false},
                         {"q4t/f32", WeightFormat::kQ4, false, true},
+                        {"q8t/f32", WeightFormat::kQ8, false, true},
                         {"f16/f32", WeightFormat::kF16, false}};
   std::mt19937 rng(3);
   std::normal_distribution<float> nd(0.0f, 1.0f);
@@ -167,7 +171,7 @@ int main(int argc, char** argv) {
     for (const Case& c : cases) {
       if (!only.empty() && std::string(c.name).find(only) == std::string::npos) continue;
       Stack s = MakeStack(c.format, target);
-      if (c.tiles) for (Weight& w : s.mats) ssmq::rt::BuildQ4Tiles(w);
+      if (c.tiles) for (Weight& w : s.mats) ssmq::rt::BuildTiles(w);
       const double gbs = BestGbs(passes, s.bytes, [&] {
         for (const Weight& w : s.mats) {
           if (c.int8_act) {

@@ -6,7 +6,7 @@
 #include <vector>
 
 #include "format/quant.h"
-#include "runtime_cpu/q4_tiles.h"
+#include "runtime_cpu/weight_tiles.h"
 
 namespace ssmq::rt {
 
@@ -299,17 +299,17 @@ void Fixed16RowsScalar(const Weight& w, int64_t r0, int64_t r1, const float* bia
 void Fixed16Rows(const Weight& w, int64_t r0, int64_t r1, const float* bias,
                  const Fixed16Activations& xa, int64_t n_tokens, float* y, int64_t y_stride) {
 #ifdef SSMQ_HAVE_X86_KERNELS
-  if (w.format == WeightFormat::kQ8)
-    return Fixed16RowsAvx512<true>(w, r0, r1, bias, xa, n_tokens, y, y_stride);
+  const auto row_major = w.format == WeightFormat::kQ8 ? Fixed16RowsAvx512<true>
+                                                       : Fixed16RowsAvx512<false>;
   // Whole 16-row tiles inside [r0, r1) from the tiles, the rest row-major.
   int64_t t0 = 0, t1 = 0;
   TilesWithin(w, r0, r1, &t0, &t1);
   if (t1 > t0) {
-    Fixed16RowsAvx512<false>(w, r0, t0 * kQ4TileRows, bias, xa, n_tokens, y, y_stride);
+    row_major(w, r0, t0 * kWeightTileRows, bias, xa, n_tokens, y, y_stride);
     Fixed16TileRows(w, t0, t1, bias, xa, n_tokens, y, y_stride);
-    r0 = t1 * kQ4TileRows;
+    r0 = t1 * kWeightTileRows;
   }
-  Fixed16RowsAvx512<false>(w, r0, r1, bias, xa, n_tokens, y, y_stride);
+  row_major(w, r0, r1, bias, xa, n_tokens, y, y_stride);
 #else
   Fixed16RowsScalar(w, r0, r1, bias, xa, n_tokens, y, y_stride);
 #endif

@@ -1,5 +1,5 @@
 // One anonymous mapping on transparent huge pages for the weights the
-// runtime lays out itself at load: the Q4 16-row tiles (q4_tiles.h) and the
+// runtime lays out itself at load: the Q4 / Q8 16-row tiles (weight_tiles.h) and the
 // copies of the other decode matmul weights (CopyToArena, weight.h).
 //
 // Why: a batch-1 decode streams every matmul weight once per token

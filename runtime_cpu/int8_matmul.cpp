@@ -35,7 +35,7 @@
 
 #include "format/quant.h"
 #include "runtime_cpu/act_quant.h"
-#include "runtime_cpu/q4_tiles.h"
+#include "runtime_cpu/weight_tiles.h"
 
 #include "runtime_cpu/simd_dispatch.h"
 
@@ -616,7 +616,7 @@ SSMQ_TARGET_AVX512 void RowsAvx512(const Int8Args& a, const Int8Prep& prep, int6
   }
 }
 
-// Q4 in 16-row tiles (q4_tiles.h), one token: the 16 lanes are 16 rows. Per
+// Q4 in 16-row tiles (weight_tiles.h), one token: the 16 lanes are 16 rows. Per
 // 8 columns of the split activations: one 64-byte load, two masks, two
 // vpdpbusd with the even / odd activation dwords broadcast (the odd nibbles
 // stay in place, so those sums carry 16 · code and come back exactly by an
@@ -625,17 +625,21 @@ SSMQ_TARGET_AVX512 void RowsAvx512(const Int8Args& a, const Int8Prep& prep, int6
 // output is bit-identical to the scalar kernel's.
 constexpr int64_t kTiledMaxBlock = 8192;  // 16 · 15 · 128 · (8192 / 2) < 2^31
 
+constexpr int64_t kTiledQ8MaxBlock = 65536;  // 65536 · 255 · 128 < 2^31
+
 bool TiledInt8Applies(const Weight& w, const Int8Args& a, const Int8Prep& prep) {
-  return w.format == WeightFormat::kQ4 && w.has_tiles() && prep.q4_split != nullptr &&
-         a.block % 128 == 0 && a.block <= kTiledMaxBlock;
+  if (!w.has_tiles() || prep.asum == nullptr) return false;
+  if (w.format == WeightFormat::kQ8) return a.block % 64 == 0 && a.block <= kTiledQ8MaxBlock;
+  return w.format == WeightFormat::kQ4 && prep.q4_split != nullptr && a.block % 128 == 0 &&
+         a.block <= kTiledMaxBlock;
 }
 
 SSMQ_TARGET_AVX512 void TiledInt8Q4(const Int8Args& a, const Int8Prep& prep, int64_t tile,
                                     int64_t t) {
   const Weight& w = *a.w;
   const int64_t cols = w.cols, B = a.block, ng = a.groups_per_row;
-  const uint8_t* p = w.tiled_codes + tile * kQ4TileRows * (cols / 2);
-  const float* tile_scales = w.scales + tile * kQ4TileRows * ng;
+  const uint8_t* p = w.tiled_codes + tile * kWeightTileRows * (cols / 2);
+  const float* tile_scales = w.scales + tile * kWeightTileRows * ng;
   const int8_t* qs = prep.q4_split + t * cols;
   const int64_t ahead = kPrefetchRows * (cols / 2);  // one tile on
   const __m512i low4 = _mm512_set1_epi8(0x0F);
@@ -670,7 +674,53 @@ SSMQ_TARGET_AVX512 void TiledInt8Q4(const Int8Args& a, const Int8Prep& prep, int
     const __m512 sw = _mm512_i32gather_ps(scale_index, tile_scales + walk.gw, 4);
     facc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum), _mm512_mul_ps(_mm512_set1_ps(sa), sw), facc);
   }
-  const int64_t r = tile * kQ4TileRows;
+  const int64_t r = tile * kWeightTileRows;
+  const __m512 b = a.bias ? _mm512_loadu_ps(a.bias + r) : _mm512_setzero_ps();
+  _mm512_storeu_ps(a.y + t * a.y_stride + r,
+                   _mm512_fmadd_ps(facc, _mm512_set1_ps(a.row_scales[t]), b));
+}
+
+// Q8 in 16-row tiles, one token: per 4 columns one 64-byte load of the
+// biased codes (q + 128, unsigned) and one vpdpbusd with the activations'
+// dword broadcast (signed), so each lane adds Σ (q + 128)·a = Σ q·a + 128 · Σa
+// and the block's 128 · Σa (Int8Prep::asum, one scalar per token and block)
+// comes off once. Exact in int32 (blocks up to kTiledQ8MaxBlock), the float
+// steps as TiledInt8Q4: bit-identical to the scalar kernel.
+SSMQ_TARGET_AVX512 void TiledInt8Q8(const Int8Args& a, const Int8Prep& prep, int64_t tile,
+                                    int64_t t) {
+  const Weight& w = *a.w;
+  const int64_t cols = w.cols, B = a.block, ng = a.groups_per_row;
+  const uint8_t* p = w.tiled_codes + tile * kWeightTileRows * cols;
+  const float* tile_scales = w.scales + tile * kWeightTileRows * ng;
+  const int8_t* qt = a.q + t * cols;
+  const int64_t ahead = kPrefetchRows * cols;  // one tile on
+  const __m512i scale_index = TileScaleIndex(ng);
+  BlockWalk walk(a);
+  __m512 facc = _mm512_setzero_ps();
+  int64_t block_index = 0;
+  for (int64_t c0 = 0; c0 < cols; c0 += B, ++block_index) {
+    walk.Seek(c0);
+    __m512i sum[4];
+    for (int j = 0; j < 4; ++j) sum[j] = _mm512_setzero_si512();
+    for (int64_t c = c0; c < c0 + B; c += 64) {
+      const uint8_t* pb = p + c * kWeightTileRows;  // dword c / 4, 16 lanes of 4 bytes
+      const int8_t* x = qt + c;
+#pragma GCC unroll 16
+      for (int k = 0; k < 16; ++k) {
+        PrefetchRead(pb + k * 64 + ahead);
+        sum[k & 3] = _mm512_dpbusd_epi32(sum[k & 3], _mm512_loadu_si512(pb + k * 64),
+                                         BroadcastDword(x + 4 * k));
+      }
+    }
+    const __m512i isum = _mm512_sub_epi32(
+        _mm512_add_epi32(_mm512_add_epi32(sum[0], sum[1]), _mm512_add_epi32(sum[2], sum[3])),
+        _mm512_set1_epi32(128 * prep.asum[t * prep.n_blocks + block_index]));
+    const float sa = walk.a_scales ? walk.a_scales[walk.ga] : 1.0f;
+    const __m512 sw = ng == 1 ? _mm512_loadu_ps(tile_scales)
+                              : _mm512_i32gather_ps(scale_index, tile_scales + walk.gw, 4);
+    facc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum), _mm512_mul_ps(_mm512_set1_ps(sa), sw), facc);
+  }
+  const int64_t r = tile * kWeightTileRows;
   const __m512 b = a.bias ? _mm512_loadu_ps(a.bias + r) : _mm512_setzero_ps();
   _mm512_storeu_ps(a.y + t * a.y_stride + r,
                    _mm512_fmadd_ps(facc, _mm512_set1_ps(a.row_scales[t]), b));
@@ -817,7 +867,7 @@ SSMQ_TARGET_AVX512 void LaneTile(const Int8Args& a, const LanePrep& lp,
 // Rows [r0, r1) against every token of the call.
 template <bool kQ4>
 SSMQ_TARGET_AVX512 void LaneRows(const Int8Args& a, const LanePrep& lp, int64_t r0, int64_t r1) {
-  thread_local std::vector<uint8_t> unpacked;  // Q4: [kLaneRows][cols] codes
+  thread_local std::vector<uint8_t> unpacked;  // [kLaneRows][cols]: Q4 codes; Q8 tiled rows
   thread_local std::vector<int32_t> corr;      // Q8: [kLaneRows][n_blocks]
   thread_local std::vector<uint8_t> packed;    // Q4: a row copied out of its tile
   const Weight& w = *a.w;
@@ -830,14 +880,16 @@ SSMQ_TARGET_AVX512 void LaneRows(const Int8Args& a, const LanePrep& lp, int64_t 
     const uint8_t* rows[kLaneRows];
     for (int i = 0; i < mr; ++i) {
       if constexpr (kQ4) {
-        const uint8_t* src = Q4RowCodes(w, r + i, packed.data());
+        const uint8_t* src = RowCodes(w, r + i, packed.data());
         uint8_t* dst = unpacked.data() + i * cols;
         int64_t c = 0;
         for (; c + 64 <= cols; c += 64) _mm512_storeu_si512(dst + c, UnpackQ4x64(src + c / 2));
         for (; c < cols; ++c) dst[c] = Q4Get(src, c);
         rows[i] = dst;
       } else {
-        const int8_t* src = reinterpret_cast<const int8_t*>(w.codes) + (r + i) * cols;
+        // Tiled rows are copied out of their tile into this row's scratch.
+        const int8_t* src =
+            reinterpret_cast<const int8_t*>(RowCodes(w, r + i, unpacked.data() + i * cols));
         int32_t* ci = corr.data() + i * nb;
         BlockSums(src, cols, B, ci, 1);
         for (int64_t b = 0; b < nb; ++b) ci[b] *= 128;
@@ -875,13 +927,15 @@ Int8Prep PrepareAvx512(const Weight& w, int64_t block, const int8_t* q, int64_t 
     }
     prep.q4_split = split.data();
   }
-  if (w.format == WeightFormat::kQ4) {
+  // Q4, and Q8 from tiles (TiledInt8Q8), take Σa per (token, block) off.
+  if (w.format == WeightFormat::kQ4 || w.has_tiles()) {
     prep.n_blocks = (cols + block - 1) / block;
     Grow(asum, static_cast<size_t>(n_tokens * prep.n_blocks));
     for (int64_t t = 0; t < n_tokens; ++t)
       BlockSums(q + t * cols, cols, block, asum.data() + t * prep.n_blocks, 1);
     prep.asum = asum.data();
-  } else {
+  }
+  if (w.format == WeightFormat::kQ8) {  // the row-major rows' u = a + 128
     const size_t n = static_cast<size_t>(n_tokens * cols);
     Grow(biased, n);
     for (size_t i = 0; i < n; ++i) biased[i] = static_cast<uint8_t>(q[i]) ^ 0x80u;
@@ -957,10 +1011,15 @@ void RunInt8Plan(const Int8PlanState& p, int64_t row0, int64_t row1) {
     int64_t t0 = 0, t1 = 0;
     TilesWithin(w, row0, row1, &t0, &t1);
     if (t1 > t0) {
-      if (row0 < t0 * kQ4TileRows) RowsAvx512<true>(p.args, p.prep, row0, t0 * kQ4TileRows);
+      const bool q8 = w.format == WeightFormat::kQ8;
+      if (row0 < t0 * kWeightTileRows) {
+        if (q8) RowsAvx512<false>(p.args, p.prep, row0, t0 * kWeightTileRows);
+        else RowsAvx512<true>(p.args, p.prep, row0, t0 * kWeightTileRows);
+      }
+      const auto tiled = q8 ? TiledInt8Q8 : TiledInt8Q4;
       for (int64_t tile = t0; tile < t1; ++tile)
-        for (int64_t t = 0; t < p.args.n_tokens; ++t) TiledInt8Q4(p.args, p.prep, tile, t);
-      row0 = t1 * kQ4TileRows;
+        for (int64_t t = 0; t < p.args.n_tokens; ++t) tiled(p.args, p.prep, tile, t);
+      row0 = t1 * kWeightTileRows;
     }
   }
 #endif

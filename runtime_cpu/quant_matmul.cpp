@@ -6,7 +6,7 @@
 // share each converted weight vector) and scales the group vector by a
 // broadcast s, so no horizontal sum happens before the end of the row.
 #include "runtime_cpu/quant_matmul.h"
-#include "runtime_cpu/q4_tiles.h"
+#include "runtime_cpu/weight_tiles.h"
 
 #include <algorithm>
 #include <cstring>
@@ -606,15 +606,15 @@ void Q4DecodeRows(const Weight& w, int64_t r0, int64_t r1, const float* bias,
 
 namespace {
 
-// A one-row Weight over row r of a tiled Q4 weight (q4_tiles.h), its
+// A one-row Weight over row r of a tiled Q4 / Q8 weight (weight_tiles.h), its
 // codes copied back to row-major form into `row`, so that the row-major
 // pages, handed back after tiling, are not faulted in again.
 const Weight& TiledRowView(const Weight& w, int64_t r, std::vector<uint8_t>& row, Weight& view,
                            int64_t& view_row) {
   view_row = r;
   if (!w.row_tiled(r)) return w;
-  Grow(row, static_cast<size_t>(w.cols / 2));
-  UntileQ4Row(w, r, row.data());
+  Grow(row, static_cast<size_t>(RowCodeBytes(w)));
+  UntileRow(w, r, row.data());
   view.rows = 1;
   view.cols = w.cols;
   view.format = w.format;

@@ -10,7 +10,7 @@
 #include <string>
 
 #include "model/arch.h"
-#include "runtime_cpu/q4_tiles.h"
+#include "runtime_cpu/weight_tiles.h"
 #include "runtime_cpu/runtime_impl.h"
 #include "runtime_cpu/quant_matmul.h"
 
@@ -278,7 +278,7 @@ Result<std::unique_ptr<Runtime>> Runtime::Create(const Model& model, const Runti
   return std::unique_ptr<Runtime>(new Runtime(std::move(impl)));
 }
 
-// The decode matmul weights: Q4 ones into 16-row tiles (opts.q4_tiles,
+// The decode matmul weights: Q4 ones into 16-row tiles (opts.weight_tiles,
 // where they apply), the others copied as they are (opts.huge_pages), both
 // into the huge-page arena when opts.huge_pages (sized first: Plan, then
 // Take in the same order), else the tiles into each weight's own buffer.
@@ -294,10 +294,10 @@ Status Runtime::Impl::LayOutMatmulWeights(const RuntimeOptions& opts) {
     rt::BuildQ8BlockSums(w.dt_proj, w.act.dt_proj_input);
     rt::BuildQ8BlockSums(w.out_proj, w.act[ActSite::kOutProjInput]);
   }
-  const auto tiles = [&](const rt::Weight& m) { return opts.q4_tiles ? rt::Q4TileBytes(m) : 0; };
+  const auto tiles = [&](const rt::Weight& m) { return opts.weight_tiles ? rt::TileBytes(m) : 0; };
   if (!opts.huge_pages) {
     for (rt::Weight* m : mats) {
-      if (tiles(*m) > 0) rt::BuildQ4Tiles(*m);
+      if (tiles(*m) > 0) rt::BuildTiles(*m);
     }
     return Status::Ok();
   }
@@ -305,7 +305,7 @@ Status Runtime::Impl::LayOutMatmulWeights(const RuntimeOptions& opts) {
   SSMQ_RETURN_IF_ERROR(arena.Allocate());
   for (rt::Weight* m : mats) {
     if (const size_t n = tiles(*m); n > 0) {
-      rt::BuildQ4Tiles(*m, arena.Take(n));
+      rt::BuildTiles(*m, arena.Take(n));
     } else if (const size_t c = rt::ArenaCopyBytes(*m); c > 0) {
       rt::CopyToArena(*m, arena.Take(c));
     }

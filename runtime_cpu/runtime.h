@@ -52,10 +52,11 @@ struct RuntimeOptions {
   // as stage by stage). -1: when the layer is big enough to use threads;
   // 0: never; 1: whenever it applies (tests compare it with 0).
   int mamba1_channel_team = -1;
-  // Copy the Q4 matmul weights into 16-row tiles at load (q4_tiles.h),
-  // handing the row-major pages back: the same resident size, faster decode
-  // kernels (w4a16, w4a8), ~0.3 s more load time at 370m.
-  bool q4_tiles = true;
+  // Copy the Q4 and Q8 matmul weights into 16-row tiles at load
+  // (weight_tiles.h), handing the row-major pages back: the same resident
+  // size, faster decode kernels (every quantized scheme), ~0.3 s more load
+  // time at 370m.
+  bool weight_tiles = true;
   // Lay the quantized decode matmul weights (the Q4 tiles, and copies of
   // the other Q8 / Q4 matmul weights and LM head) out in one mapping on
   // transparent huge pages (huge_arena.h), handing the file's pages back:

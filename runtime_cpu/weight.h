@@ -46,8 +46,8 @@ struct Weight {
   const uint8_t* zeros = nullptr;   // kQ4 with zero points: like scales; nullptr: z = 8
   int64_t group_size = 0;
   std::vector<float> owned_scales;  // when the file's scales could not be viewed in place
-  // kQ4 rows [0, tiled_rows) (a multiple of 16) again in 16-row tiles for
-  // the decode kernels (q4_tiles.h); 0: none. The row-major codes stay valid.
+  // kQ4 / kQ8 rows [0, tiled_rows) (a multiple of 16) again in 16-row tiles for
+  // the decode kernels (weight_tiles.h); 0: none. The row-major codes stay valid.
   // The tiles live in the runtime's HugeArena, or in owned_tiles (shared,
   // so a copy of the Weight keeps them alive).
   const uint8_t* tiled_codes = nullptr;

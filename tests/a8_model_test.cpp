@@ -343,34 +343,38 @@ void PrefillThenStepLogits(const Model& m, const RuntimeOptions& ro,
   }
 }
 
-// Q4 weights in 16-row tiles (RuntimeOptions::q4_tiles) give the
-// logits of the row-major kernel to fp32 summation order (the same exact
-// integer block sums, added per block instead of per lane), through
-// prefill (DequantizeRows from the tiles) and 12 decode steps.
-TEST(A8Runtime, Q4TilesGiveTheSameLogits) {
+// Q4 (w4a16) and Q8 (w8a8) weights in 16-row tiles
+// (RuntimeOptions::weight_tiles) give the logits of the row-major kernels to
+// fp32 summation order (the same exact integer block sums, added per block
+// instead of per lane; w8a8's int8 matmuls are bit-identical), through
+// prefill (DequantizeRows and the int8 lane path from the tiles) and 12
+// decode steps.
+TEST(A8Runtime, WeightTilesGiveTheSameLogits) {
   for (const char* fixture : {"mamba1-tiny", "mamba2-tiny"}) {
-    SCOPED_TRACE(fixture);
-    const std::vector<int32_t> ids = ReferenceInputIds(fixture);
-    const Model& m = Quantized(fixture, "w4a16");
-    std::vector<float> logits[2];
-    for (int tiles : {0, 1}) {
-      RuntimeOptions ro;
-      ro.n_threads = 2;
-      ro.q4_tiles = tiles != 0;
-      ASSERT_NO_FATAL_FAILURE(PrefillThenStepLogits(m, ro, ids, 28, logits[tiles]));
+    for (const char* scheme : {"w4a16", "w8a8"}) {
+      SCOPED_TRACE(std::string(fixture) + " " + scheme);
+      const std::vector<int32_t> ids = ReferenceInputIds(fixture);
+      const Model& m = Quantized(fixture, scheme);
+      std::vector<float> logits[2];
+      for (int tiles : {0, 1}) {
+        RuntimeOptions ro;
+        ro.n_threads = 2;
+        ro.weight_tiles = tiles != 0;
+        ASSERT_NO_FATAL_FAILURE(PrefillThenStepLogits(m, ro, ids, 28, logits[tiles]));
+      }
+      ASSERT_EQ(logits[0].size(), logits[1].size());
+      float max_abs = 0, max_diff = 0;
+      for (size_t i = 0; i < logits[0].size(); ++i) {
+        max_abs = std::max(max_abs, std::fabs(logits[0][i]));
+        max_diff = std::max(max_diff, std::fabs(logits[0][i] - logits[1][i]));
+      }
+      EXPECT_LE(max_diff, 1e-4f * max_abs) << "max |logit| " << max_abs;
     }
-    ASSERT_EQ(logits[0].size(), logits[1].size());
-    float max_abs = 0, max_diff = 0;
-    for (size_t i = 0; i < logits[0].size(); ++i) {
-      max_abs = std::max(max_abs, std::fabs(logits[0][i]));
-      max_diff = std::max(max_diff, std::fabs(logits[0][i] - logits[1][i]));
-    }
-    EXPECT_LE(max_diff, 1e-4f * max_abs) << "max |logit| " << max_abs;
   }
 }
 
 // The huge-page arena (RuntimeOptions::huge_pages) holds byte copies of the
-// quantized matmul weights and the Q4 tiles, so the logits are bit-identical
+// quantized matmul weights and the Q4 / Q8 tiles, so the logits are bit-identical
 // with and without it. The model is loaded from a file (mmap), so the
 // file's pages are handed back by MADV_DONTNEED; a runtime made after that
 // (and the model's own bytes) must still see every byte, compared against an

@@ -15,7 +15,7 @@
 
 #include "format/quant.h"
 #include "runtime_cpu/act_quant.h"
-#include "runtime_cpu/q4_tiles.h"
+#include "runtime_cpu/weight_tiles.h"
 #include "runtime_cpu/quant_matmul.h"
 #include "runtime_cpu/weight.h"
 
@@ -410,9 +410,9 @@ TEST_P(Int8Kernels, ScalarAvx2IdenticalAndMatchOracle) {
         std::fill(y.begin(), y.end(), -1.0f);
         rt::Int8MatMul(m.w, b, aq, q.data(), rs.data(), tokens, y.data(), ys, threads);
         same_bits(y, "Int8MatMul");
-        if (rt::Q4TilesApply(m.w, rt::CpuIsa())) {  // the runtime's 16-row tile copy (q4_tiles.h)
+        if (rt::TilesApply(m.w, rt::CpuIsa())) {  // the runtime's 16-row tile copy (weight_tiles.h)
           rt::Weight tiled = m.w;
-          rt::BuildQ4Tiles(tiled);
+          rt::BuildTiles(tiled);
           std::fill(y.begin(), y.end(), -1.0f);
           rt::Int8MatMul(tiled, b, aq, q.data(), rs.data(), tokens, y.data(), ys, threads);
           same_bits(y, "16-row tiles");
@@ -457,6 +457,8 @@ INSTANTIATE_TEST_SUITE_P(
         // Whole-row blocks of >= 512 columns: the load-time weight sums
         // (BuildQ8BlockSums); 1000 columns end in a 32-column step and a tail.
         Int8Case{"q8_chan_tensor_1000", 23, 1000, false, 0, false, Mode::kStatic, 0, 1000},
+        // The w8a8 decode shape on 16-row tiles (TiledInt8Q8), two tiles and a tail.
+        Int8Case{"q8_chan_tensor_2048", 40, 2048, false, 0, false, Mode::kStatic, 0, 2048},
         // Q8 per group.
         Int8Case{"q8_g32_dyn_48", 18, 48, false, 32, false, Mode::kDynamicPerToken, 0, 32},
         Int8Case{"q8_g128_actg32_768", 33, 768, false, 128, false, Mode::kStatic, 32, 32},

@@ -24,7 +24,7 @@
 #include "model/model_io.h"
 #include "runtime_cpu/f32_gemm.h"
 #include "runtime_cpu/fixed16_decode.h"
-#include "runtime_cpu/q4_tiles.h"
+#include "runtime_cpu/weight_tiles.h"
 #include "runtime_cpu/fixed16_narrow.h"
 #include "runtime_cpu/quant_matmul.h"
 #include "runtime_cpu/runtime.h"
@@ -373,30 +373,35 @@ TEST(Fixed16, KernelsMatchFormula) {
   }
 }
 
-// 16-row tiles (q4_tiles.h): the copy untiles to the stored rows,
-// DequantizeRows reads the same values from it, and Fixed16Rows from the
-// tiles equals the row-major kernel's formula to fp32 summation error, for
-// ranges that start and end inside a tile and rows past the last whole
-// tile; a NaN block makes every row NaN. Zero points and Q8 keep row-major.
+// 16-row tiles (weight_tiles.h), Q4 and Q8: the copy untiles to the stored
+// rows, DequantizeRows reads the same values from it, and Fixed16Rows from
+// the tiles equals the row-major kernel's formula to fp32 summation error,
+// for ranges that start and end inside a tile and rows past the last whole
+// tile; a NaN block makes every row NaN. Zero points keep row-major.
 TEST(Q4Tiles, Fixed16MatchesRowMajor) {
   if (rt::BestKernelIsa() != rt::KernelIsa::kAvx512) GTEST_SKIP() << "AVX-512 kernel";
   struct Case {
     int64_t rows, cols;
     uint32_t group;
+    bool q4;
   };
-  for (const Case& k : {Case{40, 768, 128}, Case{37, 512, 256}, Case{16, 1024, 128}}) {
-    SCOPED_TRACE(std::to_string(k.rows) + "x" + std::to_string(k.cols) + " group " +
-                 std::to_string(k.group));
-    QuantMatrix m = MakeQuant(k.rows, k.cols, true, k.group, false, 51);
+  for (const Case& k : {Case{40, 768, 128, true}, Case{37, 512, 256, true},
+                        Case{16, 1024, 128, true}, Case{40, 768, 128, false},
+                        Case{37, 512, 512, false}, Case{16, 1024, 256, false},
+                        Case{40, 768, 0, false}}) {
+    SCOPED_TRACE(std::string(k.q4 ? "Q4 " : "Q8 ") + std::to_string(k.rows) + "x" +
+                 std::to_string(k.cols) + " group " + std::to_string(k.group));
+    QuantMatrix m = MakeQuant(k.rows, k.cols, k.q4, k.group, false, 51);
     rt::Weight tiled = m.w;
-    ASSERT_TRUE(rt::Q4TilesApply(tiled, rt::KernelIsa::kAvx512));
-    rt::BuildQ4Tiles(tiled);
+    ASSERT_TRUE(rt::TilesApply(tiled, rt::KernelIsa::kAvx512));
+    rt::BuildTiles(tiled);
     ASSERT_EQ(tiled.tiled_rows, k.rows / 16 * 16);
-    const int64_t rows = k.rows, cols = k.cols;
-    std::vector<uint8_t> row(cols / 2);
+    const int64_t rows = k.rows, cols = k.cols, row_bytes = rt::RowCodeBytes(m.w);
+    ASSERT_EQ(row_bytes, k.q4 ? cols / 2 : cols);
+    std::vector<uint8_t> row(row_bytes);
     for (int64_t r = 0; r < tiled.tiled_rows; ++r) {
-      rt::UntileQ4Row(tiled, r, row.data());
-      ASSERT_EQ(std::memcmp(row.data(), m.q.codes.data() + r * cols / 2, cols / 2), 0) << r;
+      rt::UntileRow(tiled, r, row.data());
+      ASSERT_EQ(std::memcmp(row.data(), m.q.codes.data() + r * row_bytes, row_bytes), 0) << r;
     }
     std::vector<float> deq_ref(rows * cols), deq_tiled(rows * cols);
     rt::DequantizeRows(m.w, 0, rows, deq_ref.data(), rt::KernelIsa::kAvx512);
@@ -428,9 +433,9 @@ TEST(Q4Tiles, Fixed16MatchesRowMajor) {
     for (int64_t r = 0; r < rows; ++r) EXPECT_TRUE(std::isnan(y[r])) << r;
   }
   QuantMatrix zp = MakeQuant(32, 256, true, 128, true, 61);
-  EXPECT_FALSE(rt::Q4TilesApply(zp.w, rt::KernelIsa::kAvx512));
-  QuantMatrix q8 = MakeQuant(32, 256, false, 128, false, 62);
-  EXPECT_FALSE(rt::Q4TilesApply(q8.w, rt::KernelIsa::kAvx512));
+  EXPECT_FALSE(rt::TilesApply(zp.w, rt::KernelIsa::kAvx512));
+  QuantMatrix q8 = MakeQuant(32, 192, false, 64, false, 62);  // groups of 64: not fixed16
+  EXPECT_FALSE(rt::TilesApply(q8.w, rt::KernelIsa::kAvx512));
 }
 
 // The 64-column kernel (Mamba1 dt_proj at mamba-370m) and its scalar form

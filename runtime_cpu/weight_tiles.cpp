@@ -1,5 +1,5 @@
-// Q4 16-row tiles: the copy, row access, and the 16-bit-activation kernel (q4_tiles.h).
-#include "runtime_cpu/q4_tiles.h"
+// Q4 / Q8 16-row tiles: the copy, row access, and the 16-bit-activation kernels (weight_tiles.h).
+#include "runtime_cpu/weight_tiles.h"
 
 #include <algorithm>
 #include <cstring>
@@ -29,7 +29,7 @@ SSMQ_TARGET_AVX512 void TileAvx512(const Weight& w, int64_t tile, const int8_t* 
   const int64_t nb = w.cols / kFixed16Block;
   const int64_t blocks_per_group = w.group_size / kFixed16Block, ng = w.groups_per_row();
   const uint8_t* p = w.tiled_codes + tile * nb * kBlockTileBytes;
-  const float* tile_scales = w.scales + tile * kQ4TileRows * ng;
+  const float* tile_scales = w.scales + tile * kWeightTileRows * ng;
   const int64_t ahead = kPrefetchRows * (w.cols / 2);  // one tile on at 16 rows
   const __m512i low4 = _mm512_set1_epi8(0x0F);
   const __m512i high4 = _mm512_set1_epi8(static_cast<char>(0xF0));
@@ -71,6 +71,51 @@ SSMQ_TARGET_AVX512 void TileAvx512(const Weight& w, int64_t tile, const int8_t* 
   _mm512_storeu_ps(out, acc);
 }
 
+// One Q8 tile (16 rows) of one token. Per 128-column block: 32 chunks of 4
+// columns × 16 rows, each one load and two vpdpbusd (the biased codes times
+// the hi / lo activation dwords; kNatural layout: columns 4k.. at byte 4k of
+// the hi parts, 128 + 4k of the lo parts), then
+//   T = 256 · Σ (q+128)·hi + Σ (q+128)·lo - 128 · Σv
+// and y += float(T) · (s_row · scale_b), the order of Fixed16RowsScalar.
+SSMQ_TARGET_AVX512 void TileQ8Avx512(const Weight& w, int64_t tile, const int8_t* xb,
+                                     const float* xscale, const int32_t* block_sums,
+                                     __m512i scale_index, const float* bias, float* out) {
+  constexpr int64_t kQ8BlockTileBytes = kWeightTileRows * kFixed16Block;  // 2 KiB
+  const int64_t nb = w.cols / kFixed16Block;
+  const int64_t blocks_per_group = w.group_size / kFixed16Block, ng = w.groups_per_row();
+  const uint8_t* p = w.tiled_codes + tile * nb * kQ8BlockTileBytes;
+  const float* tile_scales = w.scales + tile * kWeightTileRows * ng;
+  const int64_t ahead = kPrefetchRows * w.cols;  // one tile on at 16 rows
+  __m512 acc = _mm512_setzero_ps();
+  const float* group_scales = tile_scales;
+  for (int64_t b = 0, in_group = 0; b < nb; ++b) {
+    const int8_t* x = xb + b * 256;
+    __m512i hi[kSets], lo[kSets];
+    for (int j = 0; j < kSets; ++j) hi[j] = lo[j] = _mm512_setzero_si512();
+    const uint8_t* pb = p + b * kQ8BlockTileBytes;
+#pragma GCC unroll 32
+    for (int k = 0; k < 32; ++k) {
+      const int j = k % kSets;
+      PrefetchRead(pb + k * kChunkBytes + ahead);
+      const __m512i v = _mm512_loadu_si512(pb + k * kChunkBytes);
+      hi[j] = _mm512_dpbusd_epi32(hi[j], v, BroadcastDword(x + 4 * k));
+      lo[j] = _mm512_dpbusd_epi32(lo[j], v, BroadcastDword(x + 128 + 4 * k));
+    }
+    for (int j = 1; j < kSets; ++j) {
+      hi[0] = _mm512_add_epi32(hi[0], hi[j]);
+      lo[0] = _mm512_add_epi32(lo[0], lo[j]);
+    }
+    const __m512i t = _mm512_add_epi32(_mm512_add_epi32(_mm512_slli_epi32(hi[0], 8), lo[0]),
+                                       _mm512_set1_epi32(-128 * block_sums[b]));
+    const __m512 s = ng == 1 ? _mm512_loadu_ps(group_scales)
+                             : _mm512_i32gather_ps(scale_index, group_scales, 4);
+    acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(t), _mm512_mul_ps(s, _mm512_set1_ps(xscale[b])), acc);
+    if (++in_group == blocks_per_group) in_group = 0, ++group_scales;
+  }
+  if (bias) acc = _mm512_add_ps(acc, _mm512_loadu_ps(bias));
+  _mm512_storeu_ps(out, acc);
+}
+
 SSMQ_TARGET_AVX512 void TileRowsAvx512(const Weight& w, int64_t t0, int64_t t1,
                                        const float* bias, const Fixed16Activations& xa,
                                        int64_t n_tokens, float* y, int64_t y_stride) {
@@ -78,9 +123,14 @@ SSMQ_TARGET_AVX512 void TileRowsAvx512(const Weight& w, int64_t t0, int64_t t1,
   const __m512i scale_index = TileScaleIndex(ng);
   for (int64_t t = 0; t < n_tokens; ++t) {
     for (int64_t tile = t0; tile < t1; ++tile) {
-      const int64_t r = tile * kQ4TileRows;
-      TileAvx512(w, tile, xa.bytes + t * nb * 256, xa.scales + t * nb, xa.block_sums + t * nb,
-                 scale_index, bias ? bias + r : nullptr, y + t * y_stride + r);
+      const int64_t r = tile * kWeightTileRows;
+      if (w.format == WeightFormat::kQ8)
+        TileQ8Avx512(w, tile, xa.bytes + t * nb * 256, xa.scales + t * nb,
+                     xa.block_sums + t * nb, scale_index, bias ? bias + r : nullptr,
+                     y + t * y_stride + r);
+      else
+        TileAvx512(w, tile, xa.bytes + t * nb * 256, xa.scales + t * nb, xa.block_sums + t * nb,
+                   scale_index, bias ? bias + r : nullptr, y + t * y_stride + r);
     }
   }
 }
@@ -88,21 +138,23 @@ SSMQ_TARGET_AVX512 void TileRowsAvx512(const Weight& w, int64_t t0, int64_t t1,
 
 }  // namespace
 
-bool Q4TilesApply(const Weight& w, KernelIsa isa) {
-  return w.format == WeightFormat::kQ4 && w.zeros == nullptr && w.codes != nullptr &&
-         w.rows >= kQ4TileRows && Fixed16Applies(w, isa);
+bool TilesApply(const Weight& w, KernelIsa isa) {
+  const bool q4 = w.format == WeightFormat::kQ4 && w.zeros == nullptr;
+  return (q4 || w.format == WeightFormat::kQ8) && w.codes != nullptr &&
+         w.rows >= kWeightTileRows && Fixed16Applies(w, isa);
 }
 
-size_t Q4TileBytes(const Weight& w) {
-  if (!Q4TilesApply(w, CpuIsa())) return 0;
-  return static_cast<size_t>((w.rows / kQ4TileRows) * kQ4TileRows * (w.cols / 2));
+size_t TileBytes(const Weight& w) {
+  if (!TilesApply(w, CpuIsa())) return 0;
+  return static_cast<size_t>((w.rows / kWeightTileRows) * kWeightTileRows * RowCodeBytes(w));
 }
 
-void BuildQ4Tiles(Weight& w, uint8_t* tiles) {
-  if (w.has_tiles() || !Q4TilesApply(w, CpuIsa())) return;
-  const int64_t row_bytes = w.cols / 2, dwords = row_bytes / 4;
-  const int64_t tile_bytes = kQ4TileRows * row_bytes;
-  const int64_t n_tiles = w.rows / kQ4TileRows;
+void BuildTiles(Weight& w, uint8_t* tiles) {
+  if (w.has_tiles() || !TilesApply(w, CpuIsa())) return;
+  const int64_t row_bytes = RowCodeBytes(w), dwords = row_bytes / 4;
+  const int64_t tile_bytes = kWeightTileRows * row_bytes;
+  const int64_t n_tiles = w.rows / kWeightTileRows;
+  const uint32_t bias = w.format == WeightFormat::kQ8 ? 0x80808080u : 0;  // Q8: q + 128
   if (tiles == nullptr) {
     auto owned = std::make_shared<std::vector<uint8_t>>(static_cast<size_t>(n_tiles * tile_bytes));
     tiles = owned->data();
@@ -118,10 +170,14 @@ void BuildQ4Tiles(Weight& w, uint8_t* tiles) {
 #pragma omp parallel for schedule(static) if (b1 - b0 >= 16)
     for (int64_t tile = b0; tile < b1; ++tile) {
       uint8_t* dst = tiles + tile * tile_bytes;
-      for (int64_t lane = 0; lane < kQ4TileRows; ++lane) {
-        const uint8_t* src = w.codes + (tile * kQ4TileRows + lane) * row_bytes;
-        for (int64_t j = 0; j < dwords; ++j)
-          std::memcpy(dst + (j * kQ4TileRows + lane) * 4, src + j * 4, 4);
+      for (int64_t lane = 0; lane < kWeightTileRows; ++lane) {
+        const uint8_t* src = w.codes + (tile * kWeightTileRows + lane) * row_bytes;
+        for (int64_t j = 0; j < dwords; ++j) {
+          uint32_t d;
+          std::memcpy(&d, src + j * 4, 4);
+          d ^= bias;
+          std::memcpy(dst + (j * kWeightTileRows + lane) * 4, &d, 4);
+        }
       }
     }
     ReleasePages(w.codes + b0 * tile_bytes, static_cast<size_t>((b1 - b0) * tile_bytes),
@@ -131,15 +187,20 @@ void BuildQ4Tiles(Weight& w, uint8_t* tiles) {
   // on them is read maps them in again): pages still on a per-CPU LRU list
   // when their batch went are skipped by MADV_PAGEOUT.
   ReleasePages(w.codes, static_cast<size_t>(w.rows * row_bytes), /*partial=*/true);
-  w.tiled_rows = n_tiles * kQ4TileRows;
+  w.tiled_rows = n_tiles * kWeightTileRows;
 }
 
-void UntileQ4Row(const Weight& w, int64_t r, uint8_t* out) {
-  const int64_t row_bytes = w.cols / 2, dwords = row_bytes / 4;
-  const int64_t tile = r / kQ4TileRows, lane = r % kQ4TileRows;
-  const uint8_t* src = w.tiled_codes + tile * kQ4TileRows * row_bytes;
-  for (int64_t j = 0; j < dwords; ++j)
-    std::memcpy(out + j * 4, src + (j * kQ4TileRows + lane) * 4, 4);
+void UntileRow(const Weight& w, int64_t r, uint8_t* out) {
+  const int64_t row_bytes = RowCodeBytes(w), dwords = row_bytes / 4;
+  const int64_t tile = r / kWeightTileRows, lane = r % kWeightTileRows;
+  const uint8_t* src = w.tiled_codes + tile * kWeightTileRows * row_bytes;
+  const uint32_t bias = w.format == WeightFormat::kQ8 ? 0x80808080u : 0;
+  for (int64_t j = 0; j < dwords; ++j) {
+    uint32_t d;
+    std::memcpy(&d, src + (j * kWeightTileRows + lane) * 4, 4);
+    d ^= bias;
+    std::memcpy(out + j * 4, &d, 4);
+  }
 }
 
 void Fixed16TileRows(const Weight& w, int64_t t0, int64_t t1, const float* bias,

@@ -1,0 +1,106 @@
+// Q4 and Q8 weights in 16-row tiles for the decode kernels: 16-bit
+// fixed-point activations (Fixed16TileRows: the T and y of fixed16_decode.h)
+// and int8 activations (int8_matmul.cpp: bit-identical to its scalar
+// reference).
+//
+// Why: row-major, vpdpbusd's 16 int32 lanes hold 16 column groups of one
+// row, so every row and 128-column block ends in an epilogue (combine hi/lo,
+// convert, scale, add) and every row needs its own shared-activation
+// bookkeeping: about half of the kernel's vector uops, which made the
+// mamba-370m w4a16 decode compute-bound (in L1: ~15 GB/s per core, against
+// ~11.5 GB/s of DRAM per core; the int8 kernel's per-block horizontal sums
+// likewise). In a tile the 16 lanes are 16 rows: one
+// 64-byte load carries the same 8 (Q4) or 4 (Q8) columns of 16 rows, the
+// activations are broadcast dwords, each lane's block sum T stays exact in
+// int32 until one epilogue per tile and block, and (Q4) the odd nibbles are
+// used in place (v & 0xF0 = 16 · code, so those sums are multiples of 16 and
+// come back exactly with an arithmetic shift). One contiguous stream per
+// matrix also keeps more DRAM reads in flight than 4 interleaved rows: Q8 x
+// int8 on one core of a Zen 5 host read 15 GB/s row-major (46 GB/s from L3)
+// and the Q4 tiles 22 GB/s (bench/matvec_bench, 2026-12-02).
+//
+// Layout of rows [0, tiled_rows) (rows rounded down to 16; the rows past
+// the last whole tile stay row-major), with row_bytes = cols / 2 (Q4) or
+// cols (Q8):
+//   tile T, dword j < row_bytes / 4: bytes [((T · row_bytes / 4 + j) · 16 + lane) · 4, + 4)
+//   are row 16T + lane's bytes 4j .. 4j + 4.
+// Q4: the packed bytes as stored (block b, chunk k < 16 is dword j = 16b + k:
+// columns 128b + 8k .. + 8). Q8: each code biased to unsigned, q + 128
+// (= q ^ 0x80), the operand vpdpbusd takes unsigned: dword j holds columns
+// 4j .. 4j + 4, and the bias comes off as 128 · Σ activations per block, one
+// scalar per token and block instead of a sum per row.
+// The copy is made once at load (Runtime::Create) for every Q4 / Q8 matmul
+// weight it applies to; the row-major codes stay valid for every other
+// kernel, and their pages are handed back to the kernel after the copy
+// (ReleasePages: clean file pages are dropped, never lost), so the resident
+// size does not double. DequantizeRows / DequantizeRow (float prefill, the
+// embedding) and the int8 prefill's lane path (RowCodes) read tiled rows
+// from the tiles, so they do not fault the row-major pages back in.
+#pragma once
+
+#include <algorithm>
+#include <cstdint>
+
+#include "runtime_cpu/fixed16_decode.h"
+#include "runtime_cpu/simd_dispatch.h"
+#include "runtime_cpu/weight.h"
+
+namespace ssmq::rt {
+
+inline constexpr int64_t kWeightTileRows = 16;
+
+// Q4 without zero points or Q8, fixed16 shapes (Fixed16Applies), AVX-512, >= 16 rows.
+bool TilesApply(const Weight& w, KernelIsa isa);
+
+// Bytes of w's tiles (0 when TilesApply does not hold on this CPU).
+size_t TileBytes(const Weight& w);
+
+// Builds w.tiled_codes / tiled_rows (no-op when it does not apply or is
+// built already) into `dst` (TileBytes(w) bytes, e.g. a HugeArena slice;
+// nullptr: w.owned_tiles) and hands the row-major pages back (ReleasePages).
+void BuildTiles(Weight& w, uint8_t* dst = nullptr);
+
+// Bytes of one row-major row of codes: cols / 2 (Q4) or cols (Q8).
+inline int64_t RowCodeBytes(const Weight& w) {
+  return w.format == WeightFormat::kQ4 ? w.cols / 2 : w.cols;
+}
+
+// Row r (w.row_tiled(r)) of the tiles back in row-major form (Q8: signed
+// codes again): RowCodeBytes(w) bytes.
+void UntileRow(const Weight& w, int64_t r, uint8_t* out);
+
+// Row r's codes: the row-major row, or (tiled rows) `scratch`
+// (RowCodeBytes(w) bytes) filled from the tiles.
+inline const uint8_t* RowCodes(const Weight& w, int64_t r, uint8_t* scratch) {
+  if (!w.row_tiled(r)) return w.codes + r * RowCodeBytes(w);
+  UntileRow(w, r, scratch);
+  return scratch;
+}
+
+// The whole tiles inside rows [r0, r1): [*t0, *t1) (empty when none).
+inline void TilesWithin(const Weight& w, int64_t r0, int64_t r1, int64_t* t0, int64_t* t1) {
+  *t0 = (r0 + kWeightTileRows - 1) / kWeightTileRows;
+  *t1 = std::min(r1, w.tiled_rows) / kWeightTileRows;
+}
+
+#ifdef SSMQ_HAVE_X86_KERNELS
+// Gather indices of one tile's 16 row scales: lane i -> i · groups_per_row.
+SSMQ_TARGET_AVX512 inline __m512i TileScaleIndex(int64_t groups_per_row) {
+  return _mm512_mullo_epi32(
+      _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
+      _mm512_set1_epi32(static_cast<int32_t>(groups_per_row)));
+}
+// The 4 bytes at p as 16 equal dwords, loaded straight into the vector unit:
+// vpbroadcastd from memory is a load-port uop, where a dword first copied to a
+// local array and broadcast from a general register costs shuffle-port uops
+// on every use (4 per 64-byte chunk in the tile kernels).
+SSMQ_TARGET_AVX512 inline __m512i BroadcastDword(const void* p) {
+  return _mm512_broadcastd_epi32(_mm_loadu_si32(p));
+}
+#endif
+
+// y rows [16 · t0, 16 · t1) of Fixed16Rows from the tiles (t1 · 16 <= tiled_rows).
+void Fixed16TileRows(const Weight& w, int64_t t0, int64_t t1, const float* bias,
+                     const Fixed16Activations& xa, int64_t n_tokens, float* y, int64_t y_stride);
+
+}  // namespace ssmq::rt
