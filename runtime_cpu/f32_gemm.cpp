@@ -221,9 +221,44 @@ SSMQ_TARGET_AVX512 void PackPanelAvx512(const float* w, int64_t cols, int64_t ro
   }
   if (c0 < cols) PackPanelColumns(w, cols, rows, c0, cols, panel);
 }
+
+// The same from 16-bit rows: each 16-column piece converted in registers
+// (f16: vcvtph2ps; bf16: the bits shifted up) on its way into the transpose.
+template <bool kBf16>
+SSMQ_TARGET_AVX512 void PackPanelHalfAvx512(const uint16_t* w, int64_t cols, int64_t rows,
+                                            float* panel) {
+  for (int64_t c0 = 0; c0 < cols; c0 += 16) {
+    for (int64_t h = 0; h < kF32PanelRows; h += 16) {
+      __m512 in[16], out[16];
+      for (int i = 0; i < 16; ++i) {
+        if (h + i >= rows) {
+          in[i] = _mm512_setzero_ps();
+          continue;
+        }
+        const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w + (h + i) * cols + c0));
+        in[i] = kBf16 ? _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(v), 16))
+                      : _mm512_cvtph_ps(v);
+      }
+      Transpose16x16(in, out);
+      for (int j = 0; j < 16; ++j) _mm512_storeu_ps(panel + (c0 + j) * kF32PanelRows + h, out[j]);
+    }
+  }
+}
 #endif
 
 }  // namespace
+
+bool F32PackPanelHalf(const uint16_t* w, bool bf16, int64_t cols, int64_t rows, float* panel) {
+#ifdef SSMQ_HAVE_X86_KERNELS
+  if (CpuIsa() != KernelIsa::kAvx512 || cols % 16 != 0) return false;
+  if (bf16) PackPanelHalfAvx512<true>(w, cols, rows, panel);
+  else PackPanelHalfAvx512<false>(w, cols, rows, panel);
+  return true;
+#else
+  (void)w, (void)bf16, (void)cols, (void)rows, (void)panel;
+  return false;
+#endif
+}
 
 void F32PackPanel(const float* w, int64_t cols, int64_t rows, float* panel) {
 #ifdef SSMQ_HAVE_X86_KERNELS

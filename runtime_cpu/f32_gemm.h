@@ -36,6 +36,11 @@ F32RowsKernel F32Kernel(KernelIsa isa);
 inline constexpr int64_t kF32PanelRows = 32;
 inline constexpr int64_t kF32TileTokens = 12;
 void F32PackPanel(const float* w, int64_t cols, int64_t rows, float* panel);
+// F32PackPanel of 16-bit rows (f16, or bf16 when `bf16`), converted as they
+// are packed: no f32 copy of the rows first (prefill converts every weight
+// once per piece of Runtime::kPrefillPiece tokens). false (nothing written)
+// unless AVX-512 and cols % 16 == 0.
+bool F32PackPanelHalf(const uint16_t* w, bool bf16, int64_t cols, int64_t rows, float* panel);
 void F32PackTokens(const float* x, int64_t x_stride, int64_t n_tokens, int64_t cols, float* xp);
 void F32PanelTokens(const float* panel, int64_t cols, int64_t rows, const float* bias,
                     const float* xp, int64_t n_tokens, float* y, int64_t y_stride);

@@ -12,6 +12,7 @@
 #include "format/quant.h"
 #include "runtime_cpu/quant_matmul.h"
 #include "runtime_cpu/f32_gemm.h"
+#include "runtime_cpu/weight_tiles.h"
 #include "runtime_cpu/fixed16_decode.h"
 #include "runtime_cpu/fixed16_narrow.h"
 #include "runtime_cpu/simd_dispatch.h"
@@ -327,16 +328,24 @@ void MatMulRange(const Weight& w, const Weight* bias, const float* x, int64_t x_
     ForEachIndex(n_panels, nt, WorthThreads(n_tokens * n_rows * w.cols, nt), [&](int64_t p) {
       thread_local std::vector<float> rows_f32, panel;  // grown once per thread, then reused
       const int64_t r0 = row0 + p * kF32PanelRows, r1 = std::min(row1, r0 + kF32PanelRows);
-      const float* src;
-      if (direct) {
-        Grow(rows_f32, static_cast<size_t>(kF32PanelRows * w.cols));
-        DequantizeRows(w, r0, r1, rows_f32.data(), isa);
-        src = rows_f32.data();
-      } else {
-        src = w.f32 + r0 * w.cols;
-      }
       Grow(panel, static_cast<size_t>(kF32PanelRows * w.cols));
-      F32PackPanel(src, w.cols, r1 - r0, panel.data());
+      // 16-bit and tiled weights straight into the panel; the others through
+      // f32 rows (dequantized first unless they are f32 already).
+      const bool packed =
+          (w.is_half() && F32PackPanelHalf(w.half + r0 * w.cols, w.format == WeightFormat::kBF16,
+                                           w.cols, r1 - r0, panel.data())) ||
+          (w.has_tiles() && PackTiledPanel(w, r0, r1, panel.data()));
+      if (!packed) {
+        const float* src;
+        if (direct) {
+          Grow(rows_f32, static_cast<size_t>(kF32PanelRows * w.cols));
+          DequantizeRows(w, r0, r1, rows_f32.data(), isa);
+          src = rows_f32.data();
+        } else {
+          src = w.f32 + r0 * w.cols;
+        }
+        F32PackPanel(src, w.cols, r1 - r0, panel.data());
+      }
       F32PanelTokens(panel.data(), w.cols, r1 - r0, b ? b + r0 : nullptr, xp, n_tokens, y + r0,
                      y_stride);
     });

@@ -1,6 +1,8 @@
 // Q4 / Q8 16-row tiles: the copy, row access, and the 16-bit-activation kernels (weight_tiles.h).
 #include "runtime_cpu/weight_tiles.h"
 
+#include "runtime_cpu/f32_gemm.h"
+
 #include <algorithm>
 #include <cstring>
 #include <memory>
@@ -116,6 +118,53 @@ SSMQ_TARGET_AVX512 void TileQ8Avx512(const Weight& w, int64_t tile, const int8_t
   _mm512_storeu_ps(out, acc);
 }
 
+// PackTiledPanel's kernel: 16 rows (one tile) per half panel. A tile dword
+// holds 8 (Q4) or 4 (Q8) consecutive columns of 16 rows, so shifting and
+// masking it gives one column of 16 rows: the panel's layout, no transpose.
+SSMQ_TARGET_AVX512 void PackTiledPanelAvx512(const Weight& w, int64_t r0, int64_t r1,
+                                             float* panel) {
+  constexpr int64_t P = kF32PanelRows;
+  const bool q8 = w.format == WeightFormat::kQ8;
+  const int64_t cols = w.cols, row_bytes = RowCodeBytes(w), ng = w.groups_per_row();
+  const int64_t per_dword = q8 ? 4 : 8, dwords_per_group = w.group_size / per_dword;
+  const __m512i scale_index = TileScaleIndex(ng);
+  const __m512i low4 = _mm512_set1_epi32(0xF), eight = _mm512_set1_epi32(8);
+  const __m512i bias = _mm512_set1_epi32(static_cast<int>(0x80808080u));
+  for (int64_t h = 0; h < P; h += kWeightTileRows) {
+    if (r0 + h >= r1) {
+      for (int64_t c = 0; c < cols; ++c) _mm512_storeu_ps(panel + c * P + h, _mm512_setzero_ps());
+      continue;
+    }
+    const int64_t tile = (r0 + h) / kWeightTileRows;
+    const uint8_t* tp = w.tiled_codes + tile * kWeightTileRows * row_bytes;
+    const float* row_scales = w.scales + (r0 + h) * ng;
+    for (int64_t g = 0; g < ng; ++g) {
+      const __m512 s = _mm512_i32gather_ps(scale_index, row_scales + g, 4);
+      for (int64_t j = g * dwords_per_group; j < (g + 1) * dwords_per_group; ++j) {
+        const __m512i v = _mm512_loadu_si512(tp + j * 64);
+        float* out = panel + j * per_dword * P + h;
+        if (q8) {
+          const __m512i q = _mm512_xor_si512(v, bias);  // signed codes again
+#pragma GCC unroll 4
+          for (int n = 0; n < 4; ++n) {  // byte n, sign-extended: (q << 8(3 - n)) >> 24
+            const __m512i up = _mm512_sllv_epi32(q, _mm512_set1_epi32(24 - 8 * n));
+            const __m512i code = _mm512_srai_epi32(up, 24);
+            _mm512_storeu_ps(out + n * P, _mm512_mul_ps(_mm512_cvtepi32_ps(code), s));
+          }
+        } else {
+#pragma GCC unroll 8
+          for (int n = 0; n < 8; ++n) {
+            // (q - 8) · s: the product DequantizeRow rounds once, too
+            const __m512i code = _mm512_and_si512(_mm512_srli_epi32(v, 4 * n), low4);
+            _mm512_storeu_ps(out + n * P,
+                             _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(code, eight)), s));
+          }
+        }
+      }
+    }
+  }
+}
+
 SSMQ_TARGET_AVX512 void TileRowsAvx512(const Weight& w, int64_t t0, int64_t t1,
                                        const float* bias, const Fixed16Activations& xa,
                                        int64_t n_tokens, float* y, int64_t y_stride) {
@@ -201,6 +250,19 @@ void UntileRow(const Weight& w, int64_t r, uint8_t* out) {
     d ^= bias;
     std::memcpy(out + j * 4, &d, 4);
   }
+}
+
+bool PackTiledPanel(const Weight& w, int64_t r0, int64_t r1, float* panel) {
+  if (r0 % kWeightTileRows != 0 || (r1 - r0) % kWeightTileRows != 0 || r1 <= r0 ||
+      r1 - r0 > kF32PanelRows || r1 > w.tiled_rows || CpuIsa() != KernelIsa::kAvx512)
+    return false;
+#ifdef SSMQ_HAVE_X86_KERNELS
+  PackTiledPanelAvx512(w, r0, r1, panel);
+  return true;
+#else
+  (void)panel;
+  return false;
+#endif
 }
 
 void Fixed16TileRows(const Weight& w, int64_t t0, int64_t t1, const float* bias,

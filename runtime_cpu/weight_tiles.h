@@ -99,6 +99,14 @@ SSMQ_TARGET_AVX512 inline __m512i BroadcastDword(const void* p) {
 }
 #endif
 
+// Rows [r0, r1) of w dequantized from the tiles straight into the f32 panel
+// of f32_gemm.h (panel[c][kF32PanelRows], zero rows past r1 - r0): what
+// DequantizeRows + F32PackPanel give, bit for bit, without the untiling, the
+// row-major f32 copy and the transpose. false (nothing written) unless
+// AVX-512, r0 and r1 - r0 multiples of 16, 0 < r1 - r0 <= kF32PanelRows and
+// r1 <= w.tiled_rows.
+bool PackTiledPanel(const Weight& w, int64_t r0, int64_t r1, float* panel);
+
 // y rows [16 · t0, 16 · t1) of Fixed16Rows from the tiles (t1 · 16 <= tiled_rows).
 void Fixed16TileRows(const Weight& w, int64_t t0, int64_t t1, const float* bias,
                      const Fixed16Activations& xa, int64_t n_tokens, float* y, int64_t y_stride);

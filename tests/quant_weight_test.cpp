@@ -251,6 +251,33 @@ TEST(F32Kernels, PanelMatchesReference) {
   }
 }
 
+// Packing 16-bit rows converts as it packs: the same panel as converting the
+// rows to f32 first (F16ToF32 / BF16ToF32) and packing those, bit for bit,
+// zero rows past the end; column counts not a multiple of 16 are refused.
+TEST(F32Kernels, HalfPanelEqualsConvertThenPack) {
+  if (rt::BestKernelIsa() < rt::KernelIsa::kAvx512) GTEST_SKIP() << "no AVX-512";
+  for (bool bf16 : {false, true}) {
+    for (auto [rows, cols] : {std::pair<int64_t, int64_t>{32, 768}, {21, 48}, {16, 1024}}) {
+      SCOPED_TRACE(std::string(bf16 ? "bf16 " : "f16 ") + std::to_string(rows) + "x" +
+                   std::to_string(cols));
+      const auto v = RandomVector(rows * cols, 44);
+      std::vector<uint16_t> h(rows * cols);
+      std::vector<float> f(rows * cols);
+      for (int64_t i = 0; i < rows * cols; ++i) {
+        h[i] = bf16 ? F32ToBF16(v[i]) : F32ToF16(v[i]);
+        f[i] = bf16 ? BF16ToF32(h[i]) : F16ToF32(h[i]);
+      }
+      std::vector<float> want(rt::kF32PanelRows * cols), got(rt::kF32PanelRows * cols, -1.0f);
+      rt::F32PackPanel(f.data(), cols, rows, want.data());
+      ASSERT_TRUE(rt::F32PackPanelHalf(h.data(), bf16, cols, rows, got.data()));
+      EXPECT_EQ(0, std::memcmp(want.data(), got.data(), want.size() * sizeof(float)));
+    }
+  }
+  std::vector<uint16_t> h(32 * 40);
+  std::vector<float> panel(rt::kF32PanelRows * 40);
+  EXPECT_FALSE(rt::F32PackPanelHalf(h.data(), false, 40, 32, panel.data()));
+}
+
 INSTANTIATE_TEST_SUITE_P(
     Shapes, QuantKernels,
     ::testing::Values(KernelCase{37, 768, false, 0, false},   // q8 per channel
@@ -410,6 +437,19 @@ TEST(Q4Tiles, Fixed16MatchesRowMajor) {
     std::vector<float> one_row(cols);
     rt::DequantizeRow(tiled, rows - 1, one_row.data());
     EXPECT_TRUE(std::equal(one_row.begin(), one_row.end(), deq_ref.begin() + (rows - 1) * cols));
+    // Prefill panels straight from the tiles: bit for bit the panel of the
+    // dequantized rows; refused for ranges that do not cover whole tiles.
+    for (int64_t r0 = 0; r0 + 16 <= tiled.tiled_rows; r0 += 16) {
+      const int64_t r1 = std::min(tiled.tiled_rows, r0 + rt::kF32PanelRows);
+      std::vector<float> want(rt::kF32PanelRows * cols), got(rt::kF32PanelRows * cols, -1.0f);
+      rt::F32PackPanel(deq_ref.data() + r0 * cols, cols, r1 - r0, want.data());
+      ASSERT_TRUE(rt::PackTiledPanel(tiled, r0, r1, got.data())) << r0;
+      EXPECT_EQ(0, std::memcmp(want.data(), got.data(), want.size() * sizeof(float))) << r0;
+    }
+    std::vector<float> panel(rt::kF32PanelRows * cols);
+    EXPECT_FALSE(rt::PackTiledPanel(tiled, 0, 5, panel.data()));
+    EXPECT_FALSE(rt::PackTiledPanel(tiled, 0, tiled.tiled_rows + 16, panel.data()));
+    EXPECT_FALSE(rt::PackTiledPanel(m.w, 0, 16, panel.data()));  // no tiles
 
     const auto bias = RandomVector(rows, 52);
     const rt::Fixed16Layout layout = rt::Fixed16LayoutFor(m.w);
