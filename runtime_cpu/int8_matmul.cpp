@@ -634,6 +634,27 @@ bool TiledInt8Applies(const Weight& w, const Int8Args& a, const Int8Prep& prep) 
          a.block <= kTiledMaxBlock;
 }
 
+// The float steps of one block of a tile, lane by lane in the scalar
+// kernel's order: facc += float(isum) · (sa · sw) with the 16 rows' weight
+// scales of the block's group (one load when a row has one group).
+SSMQ_TARGET_AVX512 inline __m512 AddTileBlock(__m512 facc, __m512i isum, const BlockWalk& walk,
+                                              const float* tile_scales, int64_t ng,
+                                              __m512i scale_index) {
+  const float sa = walk.a_scales ? walk.a_scales[walk.ga] : 1.0f;
+  const __m512 sw = ng == 1 ? _mm512_loadu_ps(tile_scales)
+                            : _mm512_i32gather_ps(scale_index, tile_scales + walk.gw, 4);
+  return _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum), _mm512_mul_ps(_mm512_set1_ps(sa), sw), facc);
+}
+
+// y = facc · row_scale + bias for the tile's 16 rows of token t.
+SSMQ_TARGET_AVX512 inline void StoreTileRows(const Int8Args& a, int64_t tile, int64_t t,
+                                             __m512 facc) {
+  const int64_t r = tile * kWeightTileRows;
+  const __m512 b = a.bias ? _mm512_loadu_ps(a.bias + r) : _mm512_setzero_ps();
+  _mm512_storeu_ps(a.y + t * a.y_stride + r,
+                   _mm512_fmadd_ps(facc, _mm512_set1_ps(a.row_scales[t]), b));
+}
+
 SSMQ_TARGET_AVX512 void TiledInt8Q4(const Int8Args& a, const Int8Prep& prep, int64_t tile,
                                     int64_t t) {
   const Weight& w = *a.w;
@@ -670,14 +691,9 @@ SSMQ_TARGET_AVX512 void TiledInt8Q4(const Int8Args& a, const Int8Prep& prep, int
         _mm512_add_epi32(_mm512_add_epi32(even_sum[0], even_sum[1]),
                          _mm512_srai_epi32(_mm512_add_epi32(odd_sum[0], odd_sum[1]), 4)),
         _mm512_set1_epi32(8 * prep.asum[t * prep.n_blocks + block_index]));
-    const float sa = walk.a_scales ? walk.a_scales[walk.ga] : 1.0f;
-    const __m512 sw = _mm512_i32gather_ps(scale_index, tile_scales + walk.gw, 4);
-    facc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum), _mm512_mul_ps(_mm512_set1_ps(sa), sw), facc);
+    facc = AddTileBlock(facc, isum, walk, tile_scales, ng, scale_index);
   }
-  const int64_t r = tile * kWeightTileRows;
-  const __m512 b = a.bias ? _mm512_loadu_ps(a.bias + r) : _mm512_setzero_ps();
-  _mm512_storeu_ps(a.y + t * a.y_stride + r,
-                   _mm512_fmadd_ps(facc, _mm512_set1_ps(a.row_scales[t]), b));
+  StoreTileRows(a, tile, t, facc);
 }
 
 // Q8 in 16-row tiles, one token: per 4 columns one 64-byte load of the
@@ -715,15 +731,9 @@ SSMQ_TARGET_AVX512 void TiledInt8Q8(const Int8Args& a, const Int8Prep& prep, int
     const __m512i isum = _mm512_sub_epi32(
         _mm512_add_epi32(_mm512_add_epi32(sum[0], sum[1]), _mm512_add_epi32(sum[2], sum[3])),
         _mm512_set1_epi32(128 * prep.asum[t * prep.n_blocks + block_index]));
-    const float sa = walk.a_scales ? walk.a_scales[walk.ga] : 1.0f;
-    const __m512 sw = ng == 1 ? _mm512_loadu_ps(tile_scales)
-                              : _mm512_i32gather_ps(scale_index, tile_scales + walk.gw, 4);
-    facc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum), _mm512_mul_ps(_mm512_set1_ps(sa), sw), facc);
+    facc = AddTileBlock(facc, isum, walk, tile_scales, ng, scale_index);
   }
-  const int64_t r = tile * kWeightTileRows;
-  const __m512 b = a.bias ? _mm512_loadu_ps(a.bias + r) : _mm512_setzero_ps();
-  _mm512_storeu_ps(a.y + t * a.y_stride + r,
-                   _mm512_fmadd_ps(facc, _mm512_set1_ps(a.row_scales[t]), b));
+  StoreTileRows(a, tile, t, facc);
 }
 
 // sums[b * stride] = sum of row[c] over block b (columns [b·block, min(cols, (b+1)·block))),
