@@ -628,7 +628,8 @@ constexpr int64_t kTiledMaxBlock = 8192;  // 16 · 15 · 128 · (8192 / 2) < 2^3
 constexpr int64_t kTiledQ8MaxBlock = 65536;  // 65536 · 255 · 128 < 2^31
 
 bool TiledInt8Applies(const Weight& w, const Int8Args& a, const Int8Prep& prep) {
-  if (!w.has_tiles() || prep.asum == nullptr) return false;
+  // Whole blocks only: the kernels step through a block without a column bound.
+  if (!w.has_tiles() || prep.asum == nullptr || a.block <= 0 || w.cols % a.block != 0) return false;
   if (w.format == WeightFormat::kQ8) return a.block % 64 == 0 && a.block <= kTiledQ8MaxBlock;
   return w.format == WeightFormat::kQ4 && prep.q4_split != nullptr && a.block % 128 == 0 &&
          a.block <= kTiledMaxBlock;

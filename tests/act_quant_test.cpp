@@ -459,6 +459,9 @@ INSTANTIATE_TEST_SUITE_P(
         Int8Case{"q8_chan_tensor_1000", 23, 1000, false, 0, false, Mode::kStatic, 0, 1000},
         // The w8a8 decode shape on 16-row tiles (TiledInt8Q8), two tiles and a tail.
         Int8Case{"q8_chan_tensor_2048", 40, 2048, false, 0, false, Mode::kStatic, 0, 2048},
+        // Activation groups that do not divide the row: the last block is short, so
+        // the tiles (whole blocks only) give way to the row kernels.
+        Int8Case{"q8_chan_actg512_768", 33, 768, false, 0, false, Mode::kStatic, 512, 512},
         // Q8 per group.
         Int8Case{"q8_g32_dyn_48", 18, 48, false, 32, false, Mode::kDynamicPerToken, 0, 32},
         Int8Case{"q8_g128_actg32_768", 33, 768, false, 128, false, Mode::kStatic, 32, 32},
