@@ -247,7 +247,18 @@ print(f"- models: `ssmq synth --seed {os.environ['SEED']}` (random weights, publ
       f"A8 calibration: "
       f"{os.path.basename(os.environ['CALIB'])}, {os.environ['CALIB_SAMPLES']} windows x {os.environ['CALIB_SEQLEN']} tokens")
 print("- llama.cpp: `llama-bench` pp/tg tokens/s, median ± stddev over the rounds; ours: `ssmq bench` "
-      "prefill/decode tokens/s and roofline fraction, medians over the rounds\n")
+      "prefill/decode tokens/s and roofline fraction, medians over the rounds")
+# The read probe each of our runs took after its decode (the roofline's
+# denominator): hosts of one kind differ by 2x here, so the range goes with the table.
+probe = [o["bandwidth_bytes_per_s"] / 1e9
+         for preset in os.environ["PRESETS"].split()
+         for run in ("f16", "w8a8", "w4a8", "w4a16", "f16_f16state", "w4a16_f16state")
+         for o in [load(f"{run_dir}/{preset}/ours_{run}_r{r}.json", {}) for r in range(1, reps + 1)]
+         if isinstance(o.get("bandwidth_bytes_per_s"), (int, float))]
+if probe:
+    print(f"- read probe after our runs ({os.environ['THREADS']} threads): "
+          f"{min(probe):.1f}-{max(probe):.1f} GB/s, median {statistics.median(probe):.1f}")
+print()
 print("| preset | ours | llama.cpp | ours MB | llama MB | prefill ours | prefill llama | ratio | "
       "decode ours | decode llama | ratio | ours roofline frac |")
 print("|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
