@@ -1016,18 +1016,16 @@ void RunInt8Plan(const Int8PlanState& p, int64_t row0, int64_t row1) {
   if (p.args.block <= 0)
     return FillNaNRows(p.args.y, p.args.y_stride, p.args.n_tokens, row0, row1);
 #ifdef SSMQ_HAVE_AVX2_KERNELS
+  const bool q4 = w.format == WeightFormat::kQ4;
+  const auto rows_avx512 = q4 ? RowsAvx512<true> : RowsAvx512<false>;
   if (p.isa == Int8Isa::kAvx512Vnni && TiledInt8Applies(w, p.args, p.prep)) {
     // Whole tiles inside [row0, row1) from the tiles (each tile's bytes stay in
     // L1 across the tokens), the rows around them row-major.
     int64_t t0 = 0, t1 = 0;
     TilesWithin(w, row0, row1, &t0, &t1);
     if (t1 > t0) {
-      const bool q8 = w.format == WeightFormat::kQ8;
-      if (row0 < t0 * kWeightTileRows) {
-        if (q8) RowsAvx512<false>(p.args, p.prep, row0, t0 * kWeightTileRows);
-        else RowsAvx512<true>(p.args, p.prep, row0, t0 * kWeightTileRows);
-      }
-      const auto tiled = q8 ? TiledInt8Q8 : TiledInt8Q4;
+      if (row0 < t0 * kWeightTileRows) rows_avx512(p.args, p.prep, row0, t0 * kWeightTileRows);
+      const auto tiled = q4 ? TiledInt8Q4 : TiledInt8Q8;
       for (int64_t tile = t0; tile < t1; ++tile)
         for (int64_t t = 0; t < p.args.n_tokens; ++t) tiled(p.args, p.prep, tile, t);
       row0 = t1 * kWeightTileRows;
@@ -1038,8 +1036,7 @@ void RunInt8Plan(const Int8PlanState& p, int64_t row0, int64_t row1) {
     const int64_t r1 = std::min(row1, r0 + kInt8RowChunk);
 #ifdef SSMQ_HAVE_AVX2_KERNELS
     if (p.isa == Int8Isa::kAvx512Vnni) {
-      if (w.format == WeightFormat::kQ4) RowsAvx512<true>(p.args, p.prep, r0, r1);
-      else RowsAvx512<false>(p.args, p.prep, r0, r1);
+      rows_avx512(p.args, p.prep, r0, r1);
       continue;
     }
 #endif
