@@ -3,7 +3,7 @@
 // A decode step is a chain of matrix-vector products whose weights do not fit
 // in any cache: its speed is the bytes per second the kernels pull from DRAM.
 // This bench lays out a stack of [4096 x 1024] weights (mamba-370m's in_proj
-// shape) totalling --mib MiB of stored bytes per format — contiguous, as in a
+// shape; --shape 1024x2048 for its out_proj) totalling --mib MiB of stored bytes per format — contiguous, as in a
 // mapped file — and runs one matvec through every matrix per pass, for:
 //   q8/int8   Int8MatMul, static per-tensor activation scale (w8a8 in_proj)
 //   q4/int8   Int8MatMul, Q4 groups of 128 (w4a8)
@@ -20,7 +20,7 @@
 // kernel / probe: 1.0 means the kernel streams weights as fast as the machine
 // can read memory at all.
 //
-//   matvec_bench [--mib 512] [--threads 1,2] [--passes 5] [--only q4/]
+//   matvec_bench [--mib 512] [--threads 1,2] [--passes 5] [--only q4/] [--shape 4096x1024]
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -39,7 +39,7 @@ namespace {
 using ssmq::rt::Weight;
 using ssmq::rt::WeightFormat;
 
-constexpr int64_t kRows = 4096, kCols = 1024;
+int64_t kRows = 4096, kCols = 1024;  // --shape ROWSxCOLS
 
 // One format's stack of matrices over one contiguous allocation.
 struct Stack {
@@ -117,6 +117,11 @@ int main(int argc, char** argv) {
     if (k == "--mib") mib = std::stoull(v);
     else if (k == "--passes") passes = std::stoi(v);
     else if (k == "--only") only = v;
+    else if (k == "--shape") {
+      const size_t x = v.find('x');
+      kRows = std::stoll(v.substr(0, x));
+      kCols = std::stoll(v.substr(x + 1));
+    }
     else if (k == "--threads") {
       threads.clear();
       for (size_t p = 0; p < v.size();) {
@@ -125,7 +130,7 @@ int main(int argc, char** argv) {
         p = q == std::string::npos ? v.size() : q + 1;
       }
     } else {
-      std::fprintf(stderr, "usage: matvec_bench [--mib N] [--threads 1,2] [--passes N] [--only NAME]\n");
+      std::fprintf(stderr, "usage: matvec_bench [--mib N] [--threads 1,2] [--passes N] [--only NAME] [--shape ROWSxCOLS]\n");
       return 2;
     }
   }

@@ -18,6 +18,7 @@
 #include <cmath>
 
 #include "runtime_cpu/simd_dispatch.h"
+#include "runtime_cpu/team_blocks.h"
 
 #ifdef SSMQ_HAVE_X86_KERNELS
 #define SSMQ_HAVE_AVX2_KERNELS 1
@@ -173,8 +174,7 @@ void QuantizeActivations(const ActQuant& aq, const float* x, int64_t x_stride, i
                          int64_t cols, int8_t* q, float* row_scales, int n_threads) {
   const bool avx2 = UseAvx2();
   const int nt = ThreadCount(n_threads);
-#pragma omp parallel for num_threads(nt) schedule(static) if (rows > 1 && WorthThreads(4 * rows * cols, nt))
-  for (int64_t t = 0; t < rows; ++t) {
+  ForEachIndex(rows, nt, WorthThreads(4 * rows * cols, nt), [&](int64_t t) {
     const float* xt = x + t * x_stride;
     int8_t* qt = q + t * cols;
     if (aq.mode == ActQuant::Mode::kDynamicPerToken) {
@@ -188,7 +188,7 @@ void QuantizeActivations(const ActQuant& aq, const float* x, int64_t x_stride, i
         QuantizeSpan(avx2, xt + c0, n, aq.StaticScale(c0), qt + c0);
       }
     }
-  }
+  });
 }
 
 namespace {
@@ -216,13 +216,12 @@ void FakeQuantize(const ActQuant& aq, float* x, int64_t stride, int64_t rows, in
       ExpandColumnScales(aq, cols, col_scales.data());
       sc = col_scales.data();
     }
-#pragma omp parallel for num_threads(nt) schedule(static) if (rows > 1 && WorthThreads(4 * rows * cols, nt))
-    for (int64_t t = 0; t < rows; ++t) FakeQuantizeColsAvx2(x + t * stride, cols, sc);
+    ForEachIndex(rows, nt, WorthThreads(4 * rows * cols, nt),
+                 [&](int64_t t) { FakeQuantizeColsAvx2(x + t * stride, cols, sc); });
     return;
   }
 #endif
-#pragma omp parallel for num_threads(nt) schedule(static) if (rows > 1 && WorthThreads(4 * rows * cols, nt))
-  for (int64_t t = 0; t < rows; ++t) {
+  ForEachIndex(rows, nt, WorthThreads(4 * rows * cols, nt), [&](int64_t t) {
     float* xt = x + t * stride;
     if (aq.mode == ActQuant::Mode::kDynamicPerToken) {
       FakeQuantizeSpan(avx2, xt, cols, DynamicScale(avx2, xt, cols));
@@ -232,7 +231,7 @@ void FakeQuantize(const ActQuant& aq, float* x, int64_t stride, int64_t rows, in
         FakeQuantizeSpan(avx2, xt + c0, n, aq.StaticScale(c0));
       }
     }
-  }
+  });
 }
 
 void SetColumnScales(ActQuant& aq, int64_t cols) {

@@ -6,6 +6,8 @@
 #include <cmath>
 #include <string>
 
+#include "runtime_cpu/team_blocks.h"
+
 namespace ssmq {
 
 namespace {
@@ -220,8 +222,7 @@ void HadamardTransformTransposed(const HadamardKind& kind, float* x) {
 void HadamardTransformRows(const HadamardKind& kind, float* x, int64_t rows, int64_t stride,
                            int n_threads) {
   const int nt = n_threads > 0 ? n_threads : omp_get_max_threads();
-#pragma omp parallel for num_threads(nt) schedule(static) if (rows > 1 && nt > 1)
-  for (int64_t r = 0; r < rows; ++r) Transform(kind, x + r * stride, false);
+  rt::ForEachIndex(rows, nt, nt > 1, [&](int64_t r) { Transform(kind, x + r * stride, false); });
 }
 
 namespace {

@@ -664,6 +664,7 @@ SSMQ_TARGET_AVX512 void TiledInt8Q4(const Int8Args& a, const Int8Prep& prep, int
   const float* tile_scales = w.scales + tile * kWeightTileRows * ng;
   const int8_t* qs = prep.q4_split + t * cols;
   const int64_t ahead = kPrefetchRows * (cols / 2);  // one tile on
+  PrefetchNextTileScales(w, tile);
   const __m512i low4 = _mm512_set1_epi8(0x0F);
   const __m512i high4 = _mm512_set1_epi8(static_cast<char>(0xF0));
   const __m512i scale_index = TileScaleIndex(ng);
@@ -711,6 +712,7 @@ SSMQ_TARGET_AVX512 void TiledInt8Q8(const Int8Args& a, const Int8Prep& prep, int
   const float* tile_scales = w.scales + tile * kWeightTileRows * ng;
   const int8_t* qt = a.q + t * cols;
   const int64_t ahead = kPrefetchRows * cols;  // one tile on
+  PrefetchNextTileScales(w, tile);
   const __m512i scale_index = TileScaleIndex(ng);
   BlockWalk walk(a);
   __m512 facc = _mm512_setzero_ps();

@@ -39,21 +39,19 @@ SSMQ_HOT void GatedRmsNormRow(const float* y, const float* z, int64_t dim, int64
 void RmsNormRows(const float* x, int64_t n_rows, int64_t dim, const float* weight, double eps,
                  float* out, int n_threads) {
   const int nt = ThreadCount(n_threads);
-#pragma omp parallel for num_threads(nt) schedule(static) if (n_rows > 1 && WorthThreads(4 * n_rows * dim, nt))
-  for (int64_t r = 0; r < n_rows; ++r) {
+  ForEachIndex(n_rows, nt, WorthThreads(4 * n_rows * dim, nt), [&](int64_t r) {
     RmsNormRow(x + r * dim, dim, weight, static_cast<float>(eps), out + r * dim);
-  }
+  });
 }
 
 void GatedRmsNormRows(const float* y, int64_t y_stride, const float* z, int64_t z_stride,
                       int64_t n_rows, int64_t dim, int64_t group, const float* weight,
                       double eps, float* out, int64_t out_stride, int n_threads) {
   const int nt = ThreadCount(n_threads);
-#pragma omp parallel for num_threads(nt) schedule(static) if (n_rows > 1 && WorthThreads(8 * n_rows * dim, nt))
-  for (int64_t r = 0; r < n_rows; ++r) {
+  ForEachIndex(n_rows, nt, WorthThreads(8 * n_rows * dim, nt), [&](int64_t r) {
     GatedRmsNormRow(y + r * y_stride, z + r * z_stride, dim, group, weight,
                     static_cast<float>(eps), out + r * out_stride);
-  }
+  });
 }
 
 #ifdef SSMQ_HAVE_X86_KERNELS

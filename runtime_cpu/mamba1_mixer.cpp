@@ -28,9 +28,6 @@ void Runtime::Impl::Mamba1Mixer(int l, int64_t batch, int64_t seq_len, float* co
   const int64_t dbc_dim = R + 2 * N;   // dbc row: dt_in [R], B [N], C [N]
   const int nt = rt::ThreadCount(n_threads);
 
-  if (recurrent && seq_len == 1 && Mamba1ChannelTeamApplies(l, batch))
-    return Mamba1DecodeChannelTeams(l, batch, conv_state, ssm);
-
   const rt::LayerActs& act = w.act;  // activation quantization (kNone: float)
   MatMulAct(w.in_proj, &w.in_proj_bias, act[ActSite::kInProjInput], s.normed.data(), hp.d_model,
             T, s.proj.data(), ipd);
@@ -89,102 +86,6 @@ void Runtime::Impl::Mamba1Mixer(int l, int64_t batch, int64_t seq_len, float* co
   }
 
   OutProjInputTransform(l, s.y.data(), T);  // online Hadamard (when the file says) + observers
-  MatMulAct(w.out_proj, &w.out_proj_bias, act[ActSite::kOutProjInput], s.y.data(), di, T,
-            s.mixer_out.data(), hp.d_model);
-}
-
-bool Runtime::Impl::Mamba1ChannelTeamApplies(int l, int64_t batch) const {
-  if (mamba1_channel_team == 0 || observer || simulate_act_quant) return false;
-  const rt::LayerWeights& w = layers[l];
-  const rt::LayerActs& act = w.act;
-  const int nt = rt::ThreadCount(n_threads);
-  const int64_t di = hp.d_inner;
-  // Column ranges need static (or no) scales where a stage quantizes in place,
-  // and matmuls on the integer or float path (not the simulated one).
-  const auto whole_rows = [&](ActSite site) {
-    return act[site].mode == rt::ActQuant::Mode::kDynamicPerToken;
-  };
-  if (whole_rows(ActSite::kInProjOutput) || whole_rows(ActSite::kConvOutput) ||
-      whole_rows(ActSite::kDtProjOutput))
-    return false;
-  if ((act[ActSite::kInProjInput].enabled() && !w.in_proj.quantized()) ||
-      (act.dt_proj_input.enabled() && !w.dt_proj.quantized()))
-    return false;
-  if (nt < 2 || di < 2 * kChannelBlock || !rt::Mamba1Step512Applies(hp.d_state)) return false;
-  if (!rt::MatMulPlanApplies(batch) || !rt::Int8PlanApplies(batch)) return false;
-  return mamba1_channel_team == 1 || rt::WorthThreads(batch * 2 * di * hp.d_model, nt);
-}
-
-// Stage by stage, Mamba1Mixer at decode opens a team for in_proj, the conv,
-// x_proj, dt_proj, the step and out_proj, and threads wait at the end of
-// each (mamba-370m: ~10% of decode time in libgomp). in_proj's x and z rows,
-// the conv, dt_proj's rows and the step of a channel need nothing from other
-// channels, so here one team runs in_proj + conv and another dt_proj + step
-// over blocks of kTeamBlock channels (rt::TeamBlocks: each thread its own
-// share, then what is left of the others'), each thread with its activations
-// prepared in its own buffers. x_proj and out_proj read every channel and
-// keep their teams. Every value is computed by the same kernel as stage by
-// stage.
-void Runtime::Impl::Mamba1DecodeChannelTeams(int l, int64_t batch, float* conv_state,
-                                             const rt::SsmStateRef& ssm) {
-  constexpr int64_t kTeamBlock = 32;  // channels: 64 in_proj rows, ~2 µs
-  const rt::LayerWeights& w = layers[l];
-  const rt::LayerActs& act = w.act;
-  rt::Scratch& s = scratch;
-  const int64_t T = batch;  // one token per sequence
-  const int64_t di = hp.d_inner, N = hp.d_state, R = hp.dt_rank, K = hp.d_conv;
-  const int64_t ipd = 2 * di, dbc_dim = R + 2 * N;
-  const int nt = rt::ThreadCount(n_threads);
-  const int64_t n_blocks = (di + kTeamBlock - 1) / kTeamBlock;
-  const float* conv_b = w.conv_b.present() ? w.conv_b.f32 : nullptr;
-
-  rt::TeamBlocks blocks;
-  blocks.Reset(n_blocks, nt);
-#pragma omp parallel num_threads(nt)
-  {
-    const int t = omp_get_thread_num();
-    const rt::RowsPlan in_proj =
-        PlanMatMulAct(w.in_proj, &w.in_proj_bias, act[ActSite::kInProjInput], s.normed.data(),
-                      hp.d_model, T, s.proj.data(), ipd);
-    for (int64_t blk; (blk = blocks.Next(t)) >= 0;) {
-      const int64_t c0 = blk * kTeamBlock, c1 = std::min(di, c0 + kTeamBlock);
-      for (const int64_t base : {int64_t{0}, di}) {  // x rows, then z rows
-        in_proj.Run(base + c0, base + c1);
-        rt::FakeQuantizeColumns(act[ActSite::kInProjOutput], s.proj.data(), ipd, T, base + c0,
-                                base + c1);
-      }
-      for (int64_t b = 0; b < batch; ++b) {
-        rt::CausalConvSilu(s.proj.data() + b * ipd, ipd, 1, c0, c1, K, w.conv_w.f32, conv_b,
-                           conv_state + b * di * (K - 1), s.conv_out.data() + b * di, di);
-      }
-      rt::FakeQuantizeColumns(act[ActSite::kConvOutput], s.conv_out.data(), di, T, c0, c1);
-    }
-  }
-
-  MatMulAct(w.x_proj, nullptr, act[ActSite::kConvOutput], s.conv_out.data(), di, T, s.dbc.data(),
-            dbc_dim);
-  rt::FakeQuantize(act[ActSite::kXProjOutput], s.dbc.data(), dbc_dim, T, dbc_dim, n_threads);
-
-  blocks.Reset(n_blocks, nt);  // the same shares again
-#pragma omp parallel num_threads(nt)
-  {
-    const int t = omp_get_thread_num();
-    const rt::RowsPlan dt_proj = PlanMatMulAct(w.dt_proj, &w.dt_bias, act.dt_proj_input,
-                                               s.dbc.data(), dbc_dim, T, s.dt.data(), di);
-    for (int64_t blk; (blk = blocks.Next(t)) >= 0;) {
-      const int64_t c0 = blk * kTeamBlock, c1 = std::min(di, c0 + kTeamBlock);
-      dt_proj.Run(c0, c1);
-      rt::FakeQuantizeColumns(act[ActSite::kDtProjOutput], s.dt.data(), di, T, c0, c1);
-      for (int64_t b = 0; b < batch; ++b) {
-        rt::Mamba1StepChannels512(ssm, b * di, c0, c1, N, s.conv_out.data() + b * di,
-                                  s.dt.data() + b * di, s.dbc.data() + b * dbc_dim + R,
-                                  s.proj.data() + b * ipd + di, w.a.data(), w.d.f32,
-                                  s.y.data() + b * di);
-      }
-    }
-  }
-
-  OutProjInputTransform(l, s.y.data(), T);
   MatMulAct(w.out_proj, &w.out_proj_bias, act[ActSite::kOutProjInput], s.y.data(), di, T,
             s.mixer_out.data(), hp.d_model);
 }

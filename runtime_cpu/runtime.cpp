@@ -251,7 +251,7 @@ Result<std::unique_ptr<Runtime>> Runtime::Create(const Model& model, const Runti
   impl->hp = model.hp;
   impl->n_threads = opts.n_threads;
   impl->simulate_act_quant = opts.simulate_act_quant;
-  impl->mamba1_channel_team = opts.mamba1_channel_team;
+  impl->decode_team = opts.decode_team;
   HParams& hp = impl->hp;
   SSMQ_RETURN_IF_ERROR(CheckHParams(hp));
   if (hp.arch == Arch::kMamba2 && hp.norm_group_size == 0) hp.norm_group_size = hp.d_inner;
@@ -406,6 +406,26 @@ Status Runtime::PrefillLast(std::span<const int32_t> tokens, int64_t batch, int6
   return Status::Ok();
 }
 
+void Runtime::Impl::GrowStateScratch(int64_t batch) {
+  if (any_int8_state || any_half_state) rt::Grow(scratch.state_f32, ssm_floats_per_layer(batch));
+}
+
+rt::SsmStateRef Runtime::Impl::LayerSsm(int l, int64_t batch, RecurrentState& state) {
+  const size_t per_layer = ssm_floats_per_layer(batch);
+  const rt::StateQuant& sq = layers[l].act.state;
+  rt::SsmStateRef ssm;
+  if (sq.enabled()) {  // int8 cache: the mixer converts it row range by row range
+    ssm = {scratch.state_f32.data(), state.ssm_q.data() + l * per_layer, &sq};
+  } else if (any_half_state) {  // f16 state: converted like the int8 cache
+    ssm.f32 = scratch.state_f32.data();
+    ssm.half = state.ssm_h.data() + l * per_layer;
+    ssm.d_state = hp.d_state;
+  } else {
+    ssm.f32 = state.ssm.data() + l * per_layer;
+  }
+  return ssm;
+}
+
 Status Runtime::Impl::Forward(std::span<const int32_t> tokens, int64_t batch, int64_t seq_len,
                               RecurrentState& state, std::vector<float>& logits, bool recurrent,
                               Logits which) {
@@ -455,24 +475,22 @@ Status Runtime::Impl::Forward(std::span<const int32_t> tokens, int64_t batch, in
   for (int64_t t = 0; t < T; ++t) {
     rt::DequantizeRow(token_embd, tokens[t], s.hidden.data() + t * dm);  // f32 rows: a copy
   }
+  if (recurrent && seq_len == 1 && DecodeTeamApplies(batch)) {
+    if (which == Logits::kNone) {
+      DecodeTeam(batch, state, nullptr);
+    } else {
+      logits.resize(static_cast<size_t>(batch * hp.vocab_size));
+      DecodeTeam(batch, state, logits.data());
+    }
+    return Status::Ok();
+  }
+  GrowStateScratch(batch);
   const int nt = rt::ThreadCount(n_threads);
   for (int l = 0; l < hp.n_layer; ++l) {
     rt::RmsNormRows(s.hidden.data(), T, dm, layers[l].norm.f32, hp.norm_eps, s.normed.data(),
                     n_threads);
     float* conv_state = state.conv.data() + l * conv_per_layer;
-    const rt::StateQuant& sq = layers[l].act.state;
-    rt::SsmStateRef ssm;
-    if (sq.enabled()) {  // int8 cache: the mixer converts it row range by row range
-      rt::Grow(s.state_f32, ssm_per_layer);
-      ssm = {s.state_f32.data(), state.ssm_q.data() + l * ssm_per_layer, &sq};
-    } else if (any_half_state) {  // f16 state: converted like the int8 cache
-      rt::Grow(s.state_f32, ssm_per_layer);
-      ssm.f32 = s.state_f32.data();
-      ssm.half = state.ssm_h.data() + l * ssm_per_layer;
-      ssm.d_state = hp.d_state;
-    } else {
-      ssm.f32 = state.ssm.data() + l * ssm_per_layer;
-    }
+    const rt::SsmStateRef ssm = LayerSsm(l, batch, state);
     float* ssm_state = ssm.f32;  // after the mixer: the layer's final state in float
     Observe(ObsSite::kInProjInput, l, s.normed.data(), T, dm, dm);
     if (hp.arch == Arch::kMamba1) {

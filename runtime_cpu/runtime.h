@@ -47,11 +47,13 @@ struct RuntimeOptions {
   // mamba_ssm also keeps the state in the model's 16-bit dtype. Layers with an
   // int8 state cache keep it.
   bool f16_state = false;
-  // Mamba1 decode: one OpenMP team per stage pair, each thread taking a range
-  // of channels through in_proj + conv and dt_proj + step (the same values
-  // as stage by stage). -1: when the layer is big enough to use threads;
-  // 0: never; 1: whenever it applies (tests compare it with 0).
-  int mamba1_channel_team = -1;
+  // Mamba1 decode (one token per sequence): the whole step in one OpenMP
+  // team, threads meeting at a spin barrier between stages and taking
+  // ranges of channels through in_proj + conv and dt_proj + step
+  // (decode_team.cpp; the same values as stage by stage, one region per
+  // stage). -1: when the layers are big enough to use threads; 0: never;
+  // 1: whenever it applies (tests compare it with 0).
+  int decode_team = -1;
   // Copy the Q4 and Q8 matmul weights into 16-row tiles at load
   // (weight_tiles.h), handing the row-major pages back: the same resident
   // size, faster decode kernels (every quantized scheme), ~0.3 s more load

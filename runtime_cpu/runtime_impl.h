@@ -146,6 +146,7 @@ struct Scratch {
   std::vector<int8_t> act_codes;  // int8 matmul input [tokens][cols]
   std::vector<float> act_row_scales;  // [tokens]
   std::vector<float> state_f32;   // one layer's dequantized int8 SSM state
+  std::vector<float> team_normed; // DecodeTeam: each thread's normed rows [threads][tokens][d_model]
 };
 
 }  // namespace rt
@@ -155,7 +156,7 @@ struct Runtime::Impl {
   HParams hp;
   int n_threads = 0;  // <= 0: OpenMP default at call time
   bool simulate_act_quant = false;  // RuntimeOptions::simulate_act_quant
-  int mamba1_channel_team = -1;     // RuntimeOptions::mamba1_channel_team
+  int decode_team = -1;             // RuntimeOptions::decode_team
   bool any_float_state = true, any_int8_state = false;  // which state buffers exist
   bool any_half_state = false;                          // (RuntimeOptions::f16_state)
   rt::HugeArena arena;     // the weights laid out at load (RuntimeOptions::huge_pages)
@@ -214,11 +215,17 @@ struct Runtime::Impl {
   // otherwise the scan (Mamba2: chunked), after which ssm.f32 holds the state.
   void Mamba1Mixer(int l, int64_t batch, int64_t seq_len, float* conv_state,
                    const rt::SsmStateRef& ssm, bool recurrent);
-  // Mamba1Mixer's decode with channel teams (RuntimeOptions::mamba1_channel_team):
-  // whether it applies to layer l for `batch` sequences, and the mixer.
+  // Decode of one token per sequence in one OpenMP team (decode_team.cpp,
+  // RuntimeOptions::decode_team): whether it applies to `batch` sequences
+  // (every layer: Mamba1ChannelTeamApplies), and the whole step from the
+  // embedded hidden rows to the logits ([batch][vocab]; nullptr: none).
+  bool DecodeTeamApplies(int64_t batch) const;
   bool Mamba1ChannelTeamApplies(int l, int64_t batch) const;
-  void Mamba1DecodeChannelTeams(int l, int64_t batch, float* conv_state,
-                                const rt::SsmStateRef& ssm);
+  void DecodeTeam(int64_t batch, RecurrentState& state, float* logits);
+  // Where layer l's SSM state is for `batch` sequences (GrowStateScratch
+  // first: an int8 or f16 state is converted through scratch.state_f32).
+  void GrowStateScratch(int64_t batch);
+  rt::SsmStateRef LayerSsm(int l, int64_t batch, RecurrentState& state);
   void Mamba2Mixer(int l, int64_t batch, int64_t seq_len, float* conv_state, const rt::SsmStateRef& ssm,
                    bool recurrent);
   // Which logits Forward computes: every position, only each sequence's last

@@ -184,24 +184,4 @@ inline bool WorthThreads(int64_t work, int n_threads) {
   return n_threads > 1 && work >= kMinParallelWork;
 }
 
-// fn(i) for i in [0, n): over n_threads OpenMP threads (TeamBlocks: each
-// its share in order, then the others' leftovers) when `parallel` and there
-// is more than one item, else on the calling thread without opening a team
-// (an `if(false)` parallel region still costs a team of one, ~1 µs, and
-// callers inside their own region want none).
-template <class Fn>
-void ForEachIndex(int64_t n, int n_threads, bool parallel, Fn&& fn) {
-  if (parallel && n_threads > 1 && n > 1) {
-    TeamBlocks blocks;
-    blocks.Reset(n, n_threads);
-#pragma omp parallel num_threads(n_threads)
-    {
-      const int t = omp_get_thread_num();
-      for (int64_t i; (i = blocks.Next(t)) >= 0;) fn(i);
-    }
-    return;
-  }
-  for (int64_t i = 0; i < n; ++i) fn(i);
-}
-
 }  // namespace ssmq::rt

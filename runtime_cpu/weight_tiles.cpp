@@ -37,6 +37,7 @@ SSMQ_TARGET_AVX512 void TileAvx512(const Weight& w, int64_t tile, const int8_t* 
   const __m512i high4 = _mm512_set1_epi8(static_cast<char>(0xF0));
   __m512 acc = _mm512_setzero_ps();
   const float* group_scales = tile_scales;  // this block's group: column b / blocks_per_group
+  PrefetchNextTileScales(w, tile);
   for (int64_t b = 0, in_group = 0; b < nb; ++b) {
     // Parts hi-even, hi-odd, lo-even, lo-odd: 64 bytes each, dword k for chunk k.
     const int8_t* x = xb + b * 256;
@@ -88,6 +89,7 @@ SSMQ_TARGET_AVX512 void TileQ8Avx512(const Weight& w, int64_t tile, const int8_t
   const uint8_t* p = w.tiled_codes + tile * nb * kQ8BlockTileBytes;
   const float* tile_scales = w.scales + tile * kWeightTileRows * ng;
   const int64_t ahead = kPrefetchRows * w.cols;  // one tile on at 16 rows
+  PrefetchNextTileScales(w, tile);
   __m512 acc = _mm512_setzero_ps();
   const float* group_scales = tile_scales;
   for (int64_t b = 0, in_group = 0; b < nb; ++b) {

@@ -296,34 +296,55 @@ TEST(A8Runtime, StateCacheIsInt8AndStepContinuesPrefill) {
   }
 }
 
-// Mamba1 decode with channel teams (RuntimeOptions::mamba1_channel_team) runs
-// every stage with the same kernels on the same rows: the logits of 12 steps
-// after a prefill are bit for bit those of the stage-by-stage path, for the
-// float model and the integer (A8, with static in-place sites) and fixed-point
-// (w4a16) paths.
-TEST(A8Runtime, Mamba1ChannelTeamsGiveTheSameLogits) {
+// Mamba1 decode in one team (RuntimeOptions::decode_team) runs every stage
+// with the same kernels on the same rows: the logits of 12 steps after a
+// prefill, for one and for two sequences, are bit for bit those of the
+// stage-by-stage path, for the float model, the integer (A8: per-token
+// out_proj input; the quamba recipe: static sites and the online Hadamard,
+// run by the last thread at a barrier) and fixed-point (w4a16) paths.
+TEST(A8Runtime, Mamba1DecodeTeamGivesTheSameLogits) {
   const Model f32 = FixtureModel("mamba1-tiny");
   const std::vector<int32_t> ids = ReferenceInputIds("mamba1-tiny");
-  for (const char* scheme : {"f32", "w8a8", "w4a16"}) {
-    SCOPED_TRACE(scheme);
-    const Model& m = std::string(scheme) == "f32" ? f32 : Quantized("mamba1-tiny", scheme);
-    std::vector<float> logits[2];
-    for (int team : {0, 1}) {
-      RuntimeOptions ro;
-      ro.n_threads = 2;
-      ro.mamba1_channel_team = team;
-      auto rt = Runtime::Create(m, ro);
-      ASSERT_TRUE(rt.ok()) << rt.status().ToString();
-      RecurrentState st = (*rt)->NewState(1);
-      std::vector<float> out;
-      ASSERT_TRUE((*rt)->Prefill(std::span(ids).first(16), 1, 16, st, out).ok());
-      for (int t = 16; t < 28; ++t) {
-        ASSERT_TRUE((*rt)->Step(std::span(ids).subspan(t, 1), st, out).ok());
-        logits[team].insert(logits[team].end(), out.begin(), out.end());
+  ASSERT_GE(ids.size(), 28u + 28u);
+  struct Case {
+    const char* scheme;
+    const char* recipe;
+  };
+  for (const Case& c : {Case{"f32", ""}, Case{"w8a8", "ssmq"}, Case{"w4a16", "ssmq"},
+                        Case{"w8a8", "quamba"}}) {
+    const std::string name = std::string(c.scheme) + " " + c.recipe;
+    SCOPED_TRACE(name);
+    const Model& m = std::string(c.scheme) == "f32"   ? f32
+                     : std::string(c.recipe) == "ssmq" ? Quantized("mamba1-tiny", c.scheme)
+                                                       : Quantized("mamba1-tiny", c.scheme, c.recipe,
+                                                                   kStructureCalibSamples);
+    for (int64_t batch : {1, 2}) {
+      SCOPED_TRACE(batch);
+      // sequence b reads ids [28 b, 28 b + 28): a 16-token prompt, then 12 steps
+      std::vector<int32_t> prompt, steps[12];
+      for (int64_t b = 0; b < batch; ++b) {
+        prompt.insert(prompt.end(), ids.begin() + 28 * b, ids.begin() + 28 * b + 16);
+        for (int i = 0; i < 12; ++i) steps[i].push_back(ids[28 * b + 16 + i]);
       }
+      std::vector<float> logits[2];
+      for (int team : {0, 1}) {
+        RuntimeOptions ro;
+        ro.n_threads = 2;
+        ro.decode_team = team;
+        auto rt = Runtime::Create(m, ro);
+        ASSERT_TRUE(rt.ok()) << rt.status().ToString();
+        RecurrentState st = (*rt)->NewState(batch);
+        std::vector<float> out;
+        ASSERT_TRUE((*rt)->Prefill(prompt, batch, 16, st, out).ok());
+        for (const std::vector<int32_t>& step : steps) {
+          ASSERT_TRUE((*rt)->Step(step, st, out).ok());
+          logits[team].insert(logits[team].end(), out.begin(), out.end());
+        }
+      }
+      ASSERT_EQ(logits[0].size(), logits[1].size());
+      EXPECT_EQ(std::memcmp(logits[0].data(), logits[1].data(), logits[0].size() * sizeof(float)),
+                0);
     }
-    ASSERT_EQ(logits[0].size(), logits[1].size());
-    EXPECT_EQ(std::memcmp(logits[0].data(), logits[1].data(), logits[0].size() * sizeof(float)), 0);
   }
 }
 
