@@ -20,21 +20,25 @@ SSMQ_HOT void RmsNormRow(const float* x, int64_t dim, const float* weight, float
   for (int64_t i = 0; i < dim; ++i) out[i] = x[i] * inv * weight[i];
 }
 
-SSMQ_HOT void GatedRmsNormRow(const float* y, const float* z, int64_t dim, int64_t group,
-                              const float* weight, float eps, float* out) {
-  for (int64_t i = 0; i < dim; ++i) out[i] = y[i] * Silu(z[i]);
+}  // namespace
+
+SSMQ_HOT void GateChannels(const float* y, const float* z, int64_t n, float* out) {
+  for (int64_t i = 0; i < n; ++i) out[i] = y[i] * Silu(z[i]);
+}
+
+SSMQ_HOT void GroupRmsNormRow(float* v, int64_t dim, int64_t group, const float* weight,
+                              double eps) {
+  const float eps_f = static_cast<float>(eps);
   for (int64_t g0 = 0; g0 < dim; g0 += group) {
-    float* v = out + g0;
+    float* vg = v + g0;
     const float* wg = weight + g0;
     float ss = 0;
 #pragma omp simd reduction(+ : ss)
-    for (int64_t i = 0; i < group; ++i) ss += v[i] * v[i];
-    const float inv = 1.0f / std::sqrt(ss / static_cast<float>(group) + eps);
-    for (int64_t i = 0; i < group; ++i) v[i] = v[i] * inv * wg[i];
+    for (int64_t i = 0; i < group; ++i) ss += vg[i] * vg[i];
+    const float inv = 1.0f / std::sqrt(ss / static_cast<float>(group) + eps_f);
+    for (int64_t i = 0; i < group; ++i) vg[i] = vg[i] * inv * wg[i];
   }
 }
-
-}  // namespace
 
 void RmsNormRows(const float* x, int64_t n_rows, int64_t dim, const float* weight, double eps,
                  float* out, int n_threads) {
@@ -49,8 +53,8 @@ void GatedRmsNormRows(const float* y, int64_t y_stride, const float* z, int64_t 
                       double eps, float* out, int64_t out_stride, int n_threads) {
   const int nt = ThreadCount(n_threads);
   ForEachIndex(n_rows, nt, WorthThreads(8 * n_rows * dim, nt), [&](int64_t r) {
-    GatedRmsNormRow(y + r * y_stride, z + r * z_stride, dim, group, weight,
-                    static_cast<float>(eps), out + r * out_stride);
+    GateChannels(y + r * y_stride, z + r * z_stride, dim, out + r * out_stride);
+    GroupRmsNormRow(out + r * out_stride, dim, group, weight, eps);
   });
 }
 

@@ -96,6 +96,11 @@ void Mamba2StepHead(int64_t P, int64_t N, const float* x, const float* B, const 
 
 // Gated RMSNorm (Mamba2): v = y * silu(z), normalized over consecutive
 // groups of `group` channels, times weight. Row-wise, `dim` channels.
+// GateChannels and GroupRmsNormRow are its two halves (GatedRmsNormRows is
+// exactly one after the other): out[i] = y[i] * silu(z[i]) for n channels,
+// then each group of v scaled in place.
+void GateChannels(const float* y, const float* z, int64_t n, float* out);
+void GroupRmsNormRow(float* v, int64_t dim, int64_t group, const float* weight, double eps);
 void GatedRmsNormRows(const float* y, int64_t y_stride, const float* z, int64_t z_stride,
                       int64_t n_rows, int64_t dim, int64_t group, const float* weight,
                       double eps, float* out, int64_t out_stride, int n_threads);

@@ -301,14 +301,18 @@ Status Runtime::Impl::LayOutMatmulWeights(const RuntimeOptions& opts) {
     }
     return Status::Ok();
   }
-  for (const rt::Weight* m : mats) arena.Plan(tiles(*m) > 0 ? tiles(*m) : rt::ArenaCopyBytes(*m));
+  for (const rt::Weight* m : mats) {
+    arena.Plan(tiles(*m) > 0 ? tiles(*m) : rt::ArenaCopyBytes(*m));
+    arena.Plan(rt::ArenaScaleBytes(*m));
+  }
   SSMQ_RETURN_IF_ERROR(arena.Allocate());
-  for (rt::Weight* m : mats) {
+  for (rt::Weight* m : mats) {  // each matrix's codes, then its scales
     if (const size_t n = tiles(*m); n > 0) {
       rt::BuildTiles(*m, arena.Take(n));
     } else if (const size_t c = rt::ArenaCopyBytes(*m); c > 0) {
       rt::CopyToArena(*m, arena.Take(c));
     }
+    if (const size_t n = rt::ArenaScaleBytes(*m); n > 0) rt::CopyScalesToArena(*m, arena.Take(n));
   }
   return Status::Ok();
 }

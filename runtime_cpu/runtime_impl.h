@@ -20,6 +20,8 @@ namespace ssmq {
 
 namespace rt {
 
+struct DecodeTeamShared;  // decode_team.cpp
+
 // The int8 SSM-state cache of one layer (site ssm_state): state row r (mamba1
 // channel, mamba2 head·head_dim + p) at state index n is stored as
 // clamp(RNE(h · (1/s)), ±127) with s = scales[(r / rows_per_group)·d_state + n].
@@ -216,12 +218,15 @@ struct Runtime::Impl {
   void Mamba1Mixer(int l, int64_t batch, int64_t seq_len, float* conv_state,
                    const rt::SsmStateRef& ssm, bool recurrent);
   // Decode of one token per sequence in one OpenMP team (decode_team.cpp,
-  // RuntimeOptions::decode_team): whether it applies to `batch` sequences
-  // (every layer: Mamba1ChannelTeamApplies), and the whole step from the
-  // embedded hidden rows to the logits ([batch][vocab]; nullptr: none).
+  // RuntimeOptions::decode_team): whether it applies to `batch` sequences,
+  // and the whole step from the embedded hidden rows to the logits
+  // ([batch][vocab]; nullptr: none). The other three are its stages, run by
+  // thread t of `team` threads (normed: that thread's normed rows).
   bool DecodeTeamApplies(int64_t batch) const;
-  bool Mamba1ChannelTeamApplies(int l, int64_t batch) const;
   void DecodeTeam(int64_t batch, RecurrentState& state, float* logits);
+  void Mamba1TeamMixer(int l, rt::DecodeTeamShared& c, int t, int team, const float* normed);
+  void Mamba2TeamMixer(int l, rt::DecodeTeamShared& c, int t, int team, const float* normed);
+  void OutProjTeam(int l, rt::DecodeTeamShared& c, int t, int team);
   // Where layer l's SSM state is for `batch` sequences (GrowStateScratch
   // first: an int8 or f16 state is converted through scratch.state_f32).
   void GrowStateScratch(int64_t batch);

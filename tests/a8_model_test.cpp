@@ -296,54 +296,59 @@ TEST(A8Runtime, StateCacheIsInt8AndStepContinuesPrefill) {
   }
 }
 
-// Mamba1 decode in one team (RuntimeOptions::decode_team) runs every stage
-// with the same kernels on the same rows: the logits of 12 steps after a
-// prefill, for one and for two sequences, are bit for bit those of the
-// stage-by-stage path, for the float model, the integer (A8: per-token
-// out_proj input; the quamba recipe: static sites and the online Hadamard,
-// run by the last thread at a barrier) and fixed-point (w4a16) paths.
-TEST(A8Runtime, Mamba1DecodeTeamGivesTheSameLogits) {
-  const Model f32 = FixtureModel("mamba1-tiny");
-  const std::vector<int32_t> ids = ReferenceInputIds("mamba1-tiny");
-  ASSERT_GE(ids.size(), 28u + 28u);
+// Decode in one team (RuntimeOptions::decode_team) runs every stage with the
+// same kernels on the same rows: the logits of 12 steps after a prefill, for
+// one and for two sequences, are bit for bit those of the stage-by-stage
+// path, on both architectures, for the float model (f32 and f16 state), the
+// integer paths (A8: per-token out_proj input and an int8 state; the quamba
+// recipe: static sites and the online Hadamard, run by the last thread at a
+// barrier) and fixed point (w4a16).
+TEST(A8Runtime, DecodeTeamGivesTheSameLogits) {
   struct Case {
     const char* scheme;
     const char* recipe;
+    bool f16_state;
   };
-  for (const Case& c : {Case{"f32", ""}, Case{"w8a8", "ssmq"}, Case{"w4a16", "ssmq"},
-                        Case{"w8a8", "quamba"}}) {
-    const std::string name = std::string(c.scheme) + " " + c.recipe;
-    SCOPED_TRACE(name);
-    const Model& m = std::string(c.scheme) == "f32"   ? f32
-                     : std::string(c.recipe) == "ssmq" ? Quantized("mamba1-tiny", c.scheme)
-                                                       : Quantized("mamba1-tiny", c.scheme, c.recipe,
-                                                                   kStructureCalibSamples);
-    for (int64_t batch : {1, 2}) {
-      SCOPED_TRACE(batch);
-      // sequence b reads ids [28 b, 28 b + 28): a 16-token prompt, then 12 steps
-      std::vector<int32_t> prompt, steps[12];
-      for (int64_t b = 0; b < batch; ++b) {
-        prompt.insert(prompt.end(), ids.begin() + 28 * b, ids.begin() + 28 * b + 16);
-        for (int i = 0; i < 12; ++i) steps[i].push_back(ids[28 * b + 16 + i]);
-      }
-      std::vector<float> logits[2];
-      for (int team : {0, 1}) {
-        RuntimeOptions ro;
-        ro.n_threads = 2;
-        ro.decode_team = team;
-        auto rt = Runtime::Create(m, ro);
-        ASSERT_TRUE(rt.ok()) << rt.status().ToString();
-        RecurrentState st = (*rt)->NewState(batch);
-        std::vector<float> out;
-        ASSERT_TRUE((*rt)->Prefill(prompt, batch, 16, st, out).ok());
-        for (const std::vector<int32_t>& step : steps) {
-          ASSERT_TRUE((*rt)->Step(step, st, out).ok());
-          logits[team].insert(logits[team].end(), out.begin(), out.end());
+  for (const char* fixture : {"mamba1-tiny", "mamba2-tiny"}) {
+    const Model f32 = FixtureModel(fixture);
+    const std::vector<int32_t> ids = ReferenceInputIds(fixture);
+    ASSERT_GE(ids.size(), 28u + 28u);
+    for (const Case& c : {Case{"f32", "", false}, Case{"f32", "", true}, Case{"w8a8", "ssmq", false},
+                          Case{"w4a16", "ssmq", false}, Case{"w8a8", "quamba", false}}) {
+      SCOPED_TRACE(std::string(fixture) + " " + c.scheme + " " + c.recipe +
+                   (c.f16_state ? " f16 state" : ""));
+      const Model& m = std::string(c.scheme) == "f32"   ? f32
+                       : std::string(c.recipe) == "ssmq" ? Quantized(fixture, c.scheme)
+                                                         : Quantized(fixture, c.scheme, c.recipe,
+                                                                     kStructureCalibSamples);
+      for (int64_t batch : {1, 2}) {
+        SCOPED_TRACE(batch);
+        // sequence b reads ids [28 b, 28 b + 28): a 16-token prompt, then 12 steps
+        std::vector<int32_t> prompt, steps[12];
+        for (int64_t b = 0; b < batch; ++b) {
+          prompt.insert(prompt.end(), ids.begin() + 28 * b, ids.begin() + 28 * b + 16);
+          for (int i = 0; i < 12; ++i) steps[i].push_back(ids[28 * b + 16 + i]);
         }
+        std::vector<float> logits[2];
+        for (int team : {0, 1}) {
+          RuntimeOptions ro;
+          ro.n_threads = 2;
+          ro.decode_team = team;
+          ro.f16_state = c.f16_state;
+          auto rt = Runtime::Create(m, ro);
+          ASSERT_TRUE(rt.ok()) << rt.status().ToString();
+          RecurrentState st = (*rt)->NewState(batch);
+          std::vector<float> out;
+          ASSERT_TRUE((*rt)->Prefill(prompt, batch, 16, st, out).ok());
+          for (const std::vector<int32_t>& step : steps) {
+            ASSERT_TRUE((*rt)->Step(step, st, out).ok());
+            logits[team].insert(logits[team].end(), out.begin(), out.end());
+          }
+        }
+        ASSERT_EQ(logits[0].size(), logits[1].size());
+        EXPECT_EQ(
+            std::memcmp(logits[0].data(), logits[1].data(), logits[0].size() * sizeof(float)), 0);
       }
-      ASSERT_EQ(logits[0].size(), logits[1].size());
-      EXPECT_EQ(std::memcmp(logits[0].data(), logits[1].data(), logits[0].size() * sizeof(float)),
-                0);
     }
   }
 }
