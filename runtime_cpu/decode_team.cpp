@@ -116,6 +116,7 @@ void Runtime::Impl::DecodeTeam(int64_t batch, RecurrentState& state, float* logi
   c.step_blocks.Reset(c.n_step, nt);
   c.out_blocks.Reset(c.n_out, nt);
   c.head_blocks.Reset(c.n_head, nt);
+  c.barrier.SetOversubscribed(nt > omp_get_num_procs());
 
 #pragma omp parallel num_threads(nt)
   {

@@ -10,8 +10,9 @@
 // Wait(team, last): every thread of the team calls it with the same `team`
 // (omp_get_num_threads()); the last one to arrive runs last() (serial work
 // between two stages: the others see its writes) and then releases them.
-// Waiters spin with a pause and, after ~50 µs, yield the core (a team larger
-// than the free cores must not starve the thread it waits for).
+// Waiters spin with a pause and then yield the core; a team with more
+// threads than the machine has cores yields at once (SetOversubscribed),
+// or a spinning thread would hold the core that the thread it waits for needs.
 #pragma once
 
 #include <sched.h>
@@ -27,6 +28,9 @@ namespace ssmq::rt {
 
 class SpinBarrier {
  public:
+  // Before the team starts: yield at once instead of spinning first.
+  void SetOversubscribed(bool yes) { spins_before_yield_ = yes ? 0 : kSpinsBeforeYield; }
+
   template <class Last>
   void Wait(int team, Last&& last) {
     const uint32_t gen = generation_.load(std::memory_order_acquire);
@@ -37,7 +41,7 @@ class SpinBarrier {
       return;
     }
     for (uint32_t spins = 0; generation_.load(std::memory_order_acquire) == gen; ++spins) {
-      if (spins < kSpinsBeforeYield) {
+      if (spins < spins_before_yield_) {
         Pause();
       } else {
         sched_yield();
@@ -55,6 +59,7 @@ class SpinBarrier {
     _mm_pause();
 #endif
   }
+  uint32_t spins_before_yield_ = kSpinsBeforeYield;
   alignas(64) std::atomic<int> arrived_{0};
   alignas(64) std::atomic<uint32_t> generation_{0};
 };

@@ -298,11 +298,11 @@ TEST(A8Runtime, StateCacheIsInt8AndStepContinuesPrefill) {
 
 // Decode in one team (RuntimeOptions::decode_team) runs every stage with the
 // same kernels on the same rows: the logits of 12 steps after a prefill, for
-// one and for two sequences, are bit for bit those of the stage-by-stage
-// path, on both architectures, for the float model (f32 and f16 state), the
-// integer paths (A8: per-token out_proj input and an int8 state; the quamba
-// recipe: static sites and the online Hadamard, run by the last thread at a
-// barrier) and fixed point (w4a16).
+// one and for two sequences and for teams of two and three threads, are bit
+// for bit those of the stage-by-stage path, on both architectures, for the
+// float model (f32 and f16 state), the integer paths (A8: per-token out_proj
+// input and an int8 state; the quamba recipe: static sites and the online
+// Hadamard, run by the last thread at a barrier) and fixed point (w4a16).
 TEST(A8Runtime, DecodeTeamGivesTheSameLogits) {
   struct Case {
     const char* scheme;
@@ -321,8 +321,11 @@ TEST(A8Runtime, DecodeTeamGivesTheSameLogits) {
                        : std::string(c.recipe) == "ssmq" ? Quantized(fixture, c.scheme)
                                                          : Quantized(fixture, c.scheme, c.recipe,
                                                                      kStructureCalibSamples);
-      for (int64_t batch : {1, 2}) {
-        SCOPED_TRACE(batch);
+      // batch 1 and 2 on two threads; batch 1 on three (more threads than the CI
+      // machine's two cores: the barrier yields instead of spinning)
+      for (const auto& [batch, threads] : {std::pair<int64_t, int>{1, 2}, {2, 2}, {1, 3}}) {
+        SCOPED_TRACE("batch " + std::to_string(batch) + ", " + std::to_string(threads) +
+                     " threads");
         // sequence b reads ids [28 b, 28 b + 28): a 16-token prompt, then 12 steps
         std::vector<int32_t> prompt, steps[12];
         for (int64_t b = 0; b < batch; ++b) {
@@ -332,7 +335,7 @@ TEST(A8Runtime, DecodeTeamGivesTheSameLogits) {
         std::vector<float> logits[2];
         for (int team : {0, 1}) {
           RuntimeOptions ro;
-          ro.n_threads = 2;
+          ro.n_threads = threads;
           ro.decode_team = team;
           ro.f16_state = c.f16_state;
           auto rt = Runtime::Create(m, ro);
