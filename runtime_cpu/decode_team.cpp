@@ -48,8 +48,9 @@ namespace {
 // w8a8 +3%, mamba2-370m w4a16 +5%, w8a8 the same (fewer, longer runs of each
 // thread's weight stream; the conv and step vectors fuller); 64 was between.
 constexpr int64_t kChannelBlock = 128;
-constexpr int64_t kRowChunk = 16;      // x_proj and out_proj rows per block: one weight tile
-constexpr int64_t kHeadChunk = 64;     // LM-head rows per block (~800 blocks at 50K vocab)
+constexpr int64_t kRowChunk = 16;      // x_proj rows per block: one weight tile
+constexpr int64_t kOutChunk = 128;     // out_proj rows per block
+constexpr int64_t kHeadChunk = 256;    // LM-head rows per block (~200 blocks at 50K vocab)
 
 int64_t Blocks(int64_t n, int64_t per_block) { return (n + per_block - 1) / per_block; }
 
@@ -113,7 +114,7 @@ void Runtime::Impl::DecodeTeam(int64_t batch, RecurrentState& state, float* logi
     c.n_in = Blocks(hp.in_proj_dim(), kChannelBlock);
     c.n_step = batch * hp.n_heads;
   }
-  c.n_out = Blocks(dm, kRowChunk);
+  c.n_out = Blocks(dm, kOutChunk);
   c.n_head = Blocks(hp.vocab_size, kHeadChunk);
   c.in_blocks.Reset(c.n_in, nt);
   c.mid_blocks.Reset(c.n_mid, nt);
@@ -292,7 +293,7 @@ void Runtime::Impl::OutProjTeam(int l, rt::DecodeTeamShared& c, int t, int team)
       PlanMatMulAct(w.out_proj, &w.out_proj_bias, w.act[ActSite::kOutProjInput], in, di, batch,
                     s.mixer_out.data(), dm);
   for (int64_t i; (i = c.out_blocks.Next(t)) >= 0;) {
-    const int64_t r0 = i * kRowChunk, r1 = std::min(dm, r0 + kRowChunk);
+    const int64_t r0 = i * kOutChunk, r1 = std::min(dm, r0 + kOutChunk);
     out_proj.Run(r0, r1);
     for (int64_t b = 0; b < batch; ++b) {  // the residual, as Forward adds it
       float* h = s.hidden.data() + b * dm;

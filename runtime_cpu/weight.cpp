@@ -295,6 +295,10 @@ struct MatMulPlanState {
 void RunMatMulPlan(const MatMulPlanState& p, int64_t row0, int64_t row1) {
   const Weight& w = *p.w;
   const float* b = p.bias;
+  if (p.fixed16) {  // the whole range in one call, tiles back to back (w4a16 decode +3-5%)
+    Fixed16Rows(w, row0, row1, b, p.fixed_x, p.n_tokens, p.y, p.y_stride);
+    return;
+  }
   for (int64_t r0 = row0; r0 < row1; r0 += kRowChunk) {
     const int64_t r1 = std::min(row1, r0 + kRowChunk);
     if (!p.direct) {
