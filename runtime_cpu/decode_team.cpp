@@ -12,7 +12,7 @@
 // Mamba1:
 //   in_proj     blocks of x rows, each followed by its channels' causal
 //   + conv      conv + SiLU, then blocks of z rows                -> barrier
-//   x_proj      16-row chunks of dt_in, B, C                       -> barrier
+//   x_proj      row chunks of dt_in, B, C                          -> barrier
 //               (the last thread to arrive: x_proj's output site quantized)
 //   dt_proj     dt rows of a block of channels, then the block's
 //   + step      selective-scan step (its own channels)             -> barrier
@@ -24,8 +24,8 @@
 //   step        heads, each gated by silu(z) as it is done         -> barrier
 //               (the last thread: the groups' RMSNorm and the Hadamard)
 // both:
-//   out_proj    16-row chunks, each added into the residual stream -> barrier
-// and after the last layer the final norm (a copy per thread) and 64-row
+//   out_proj    row chunks, each added into the residual stream    -> barrier
+// and after the last layer the final norm (a copy per thread) and row
 // chunks of the LM head. Every value is computed by the same kernel on the
 // same inputs as stage by stage (the mixers + Forward): the logits are the
 // same bits (tests/a8_model_test.cpp).
@@ -48,7 +48,7 @@ namespace {
 // w8a8 +3%, mamba2-370m w4a16 +5%, w8a8 the same (fewer, longer runs of each
 // thread's weight stream; the conv and step vectors fuller); 64 was between.
 constexpr int64_t kChannelBlock = 128;
-constexpr int64_t kRowChunk = 16;      // x_proj rows per block: one weight tile
+constexpr int64_t kRowChunk = 48;      // x_proj rows per block (96 at 370m: one per thread)
 constexpr int64_t kOutChunk = 128;     // out_proj rows per block
 constexpr int64_t kHeadChunk = 256;    // LM-head rows per block (~200 blocks at 50K vocab)
 
