@@ -284,35 +284,45 @@ Result<std::unique_ptr<Runtime>> Runtime::Create(const Model& model, const Runti
 // Take in the same order), else the tiles into each weight's own buffer.
 Status Runtime::Impl::LayOutMatmulWeights(const RuntimeOptions& opts) {
   std::vector<rt::Weight*> mats;
+  std::vector<bool> int8_input;  // the matrix only ever meets int8 activations at decode
   for (rt::LayerWeights& w : layers) {
     for (rt::Weight* m : {&w.in_proj, &w.x_proj, &w.dt_proj, &w.out_proj}) mats.push_back(m);
+    int8_input.push_back(w.act[ActSite::kInProjInput].enabled());
+    int8_input.push_back(w.act[ActSite::kConvOutput].enabled());
+    int8_input.push_back(w.act.dt_proj_input.enabled());
+    int8_input.push_back(w.act[ActSite::kOutProjInput].enabled());
   }
   mats.push_back(hp.tied_embeddings ? &token_embd : &output);
+  int8_input.push_back(false);
+  if (simulate_act_quant) int8_input.assign(int8_input.size(), false);
   for (rt::LayerWeights& w : layers) {  // the Q8 decode kernel's bias correction (act_quant.h)
     rt::BuildQ8BlockSums(w.in_proj, w.act[ActSite::kInProjInput]);
     rt::BuildQ8BlockSums(w.x_proj, w.act[ActSite::kConvOutput]);
     rt::BuildQ8BlockSums(w.dt_proj, w.act.dt_proj_input);
     rt::BuildQ8BlockSums(w.out_proj, w.act[ActSite::kOutProjInput]);
   }
-  const auto tiles = [&](const rt::Weight& m) { return opts.weight_tiles ? rt::TileBytes(m) : 0; };
+  const auto tiles = [&](size_t i) {
+    return opts.weight_tiles ? rt::TileBytes(*mats[i], int8_input[i]) : 0;
+  };
   if (!opts.huge_pages) {
-    for (rt::Weight* m : mats) {
-      if (tiles(*m) > 0) rt::BuildTiles(*m);
+    for (size_t i = 0; i < mats.size(); ++i) {
+      if (tiles(i) > 0) rt::BuildTiles(*mats[i], nullptr, int8_input[i]);
     }
     return Status::Ok();
   }
-  for (const rt::Weight* m : mats) {
-    arena.Plan(tiles(*m) > 0 ? tiles(*m) : rt::ArenaCopyBytes(*m));
-    arena.Plan(rt::ArenaScaleBytes(*m));
+  for (size_t i = 0; i < mats.size(); ++i) {
+    arena.Plan(tiles(i) > 0 ? tiles(i) : rt::ArenaCopyBytes(*mats[i]));
+    arena.Plan(rt::ArenaScaleBytes(*mats[i]));
   }
   SSMQ_RETURN_IF_ERROR(arena.Allocate());
-  for (rt::Weight* m : mats) {  // each matrix's codes, then its scales
-    if (const size_t n = tiles(*m); n > 0) {
-      rt::BuildTiles(*m, arena.Take(n));
-    } else if (const size_t c = rt::ArenaCopyBytes(*m); c > 0) {
-      rt::CopyToArena(*m, arena.Take(c));
+  for (size_t i = 0; i < mats.size(); ++i) {  // each matrix's codes, then its scales
+    rt::Weight& m = *mats[i];
+    if (const size_t n = tiles(i); n > 0) {
+      rt::BuildTiles(m, arena.Take(n), int8_input[i]);
+    } else if (const size_t c = rt::ArenaCopyBytes(m); c > 0) {
+      rt::CopyToArena(m, arena.Take(c));
     }
-    if (const size_t n = rt::ArenaScaleBytes(*m); n > 0) rt::CopyScalesToArena(*m, arena.Take(n));
+    if (const size_t n = rt::ArenaScaleBytes(m); n > 0) rt::CopyScalesToArena(m, arena.Take(n));
   }
   return Status::Ok();
 }

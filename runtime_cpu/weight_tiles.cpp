@@ -189,19 +189,22 @@ SSMQ_TARGET_AVX512 void TileRowsAvx512(const Weight& w, int64_t t0, int64_t t1,
 
 }  // namespace
 
-bool TilesApply(const Weight& w, KernelIsa isa) {
+bool TilesApply(const Weight& w, KernelIsa isa, bool int8_input) {
   const bool q4 = w.format == WeightFormat::kQ4 && w.zeros == nullptr;
-  return (q4 || w.format == WeightFormat::kQ8) && w.codes != nullptr &&
-         w.rows >= kWeightTileRows && Fixed16Applies(w, isa);
+  const bool q8 = w.format == WeightFormat::kQ8;
+  if (!(q4 || q8) || w.codes == nullptr || w.rows < kWeightTileRows) return false;
+  if (Fixed16Applies(w, isa)) return true;
+  return int8_input && q8 && isa == KernelIsa::kAvx512 && w.group_size > 0 &&
+         w.group_size % 64 == 0 && w.cols % w.group_size == 0;
 }
 
-size_t TileBytes(const Weight& w) {
-  if (!TilesApply(w, CpuIsa())) return 0;
+size_t TileBytes(const Weight& w, bool int8_input) {
+  if (!TilesApply(w, CpuIsa(), int8_input)) return 0;
   return static_cast<size_t>((w.rows / kWeightTileRows) * kWeightTileRows * RowCodeBytes(w));
 }
 
-void BuildTiles(Weight& w, uint8_t* tiles) {
-  if (w.has_tiles() || !TilesApply(w, CpuIsa())) return;
+void BuildTiles(Weight& w, uint8_t* tiles, bool int8_input) {
+  if (w.has_tiles() || !TilesApply(w, CpuIsa(), int8_input)) return;
   const int64_t row_bytes = RowCodeBytes(w), dwords = row_bytes / 4;
   const int64_t tile_bytes = kWeightTileRows * row_bytes;
   const int64_t n_tiles = w.rows / kWeightTileRows;

@@ -50,15 +50,21 @@ namespace ssmq::rt {
 inline constexpr int64_t kWeightTileRows = 16;
 
 // Q4 without zero points or Q8, fixed16 shapes (Fixed16Applies), AVX-512, >= 16 rows.
-bool TilesApply(const Weight& w, KernelIsa isa);
+// int8_input (the weight only ever meets int8 activations at decode): also
+// Q8 whose groups are multiples of 64 columns and divide the row, which only
+// the int8 tile kernel reads (w8a8's 64-column dt_proj at 370m: per row one
+// vpdpbusd and a horizontal sum, where a tile of 16 rows takes 16 vpdpbusd
+// and one epilogue). The float kernels of such a weight read its row-major
+// codes (still valid, faulted back in if they ever run).
+bool TilesApply(const Weight& w, KernelIsa isa, bool int8_input = false);
 
 // Bytes of w's tiles (0 when TilesApply does not hold on this CPU).
-size_t TileBytes(const Weight& w);
+size_t TileBytes(const Weight& w, bool int8_input = false);
 
 // Builds w.tiled_codes / tiled_rows (no-op when it does not apply or is
 // built already) into `dst` (TileBytes(w) bytes, e.g. a HugeArena slice;
 // nullptr: w.owned_tiles) and hands the row-major pages back (ReleasePages).
-void BuildTiles(Weight& w, uint8_t* dst = nullptr);
+void BuildTiles(Weight& w, uint8_t* dst = nullptr, bool int8_input = false);
 
 // Bytes of one row-major row of codes: cols / 2 (Q4) or cols (Q8).
 inline int64_t RowCodeBytes(const Weight& w) {

@@ -410,9 +410,12 @@ TEST_P(Int8Kernels, ScalarAvx2IdenticalAndMatchOracle) {
         std::fill(y.begin(), y.end(), -1.0f);
         rt::Int8MatMul(m.w, b, aq, q.data(), rs.data(), tokens, y.data(), ys, threads);
         same_bits(y, "Int8MatMul");
-        if (rt::TilesApply(m.w, rt::CpuIsa())) {  // the runtime's 16-row tile copy (weight_tiles.h)
+        // the runtime's 16-row tile copy (weight_tiles.h), as it makes it for
+        // a weight whose decode input is int8 (64-column Q8 included)
+        if (rt::TilesApply(m.w, rt::CpuIsa(), /*int8_input=*/true)) {
           rt::Weight tiled = m.w;
-          rt::BuildTiles(tiled);
+          rt::BuildTiles(tiled, nullptr, /*int8_input=*/true);
+          ASSERT_TRUE(tiled.has_tiles());
           std::fill(y.begin(), y.end(), -1.0f);
           rt::Int8MatMul(tiled, b, aq, q.data(), rs.data(), tokens, y.data(), ys, threads);
           same_bits(y, "16-row tiles");
@@ -459,6 +462,9 @@ INSTANTIATE_TEST_SUITE_P(
         Int8Case{"q8_chan_tensor_1000", 23, 1000, false, 0, false, Mode::kStatic, 0, 1000},
         // The w8a8 decode shape on 16-row tiles (TiledInt8Q8), two tiles and a tail.
         Int8Case{"q8_chan_tensor_2048", 40, 2048, false, 0, false, Mode::kStatic, 0, 2048},
+        // w8a8's dt_proj at 370m: 64 columns, tiled for the int8 kernel only
+        Int8Case{"q8_chan_tensor_64", 40, 64, false, 0, false, Mode::kStatic, 0, 64},
+        Int8Case{"q8_chan_dyn_64", 33, 64, false, 0, false, Mode::kDynamicPerToken, 0, 64},
         // Activation groups that do not divide the row: the last block is short, so
         // the tiles (whole blocks only) give way to the row kernels.
         Int8Case{"q8_chan_actg512_768", 33, 768, false, 0, false, Mode::kStatic, 512, 512},
