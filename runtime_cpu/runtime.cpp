@@ -312,17 +312,15 @@ Status Runtime::Impl::LayOutMatmulWeights(const RuntimeOptions& opts) {
   }
   for (size_t i = 0; i < mats.size(); ++i) {
     arena.Plan(tiles(i) > 0 ? tiles(i) : rt::ArenaCopyBytes(*mats[i]));
-    arena.Plan(rt::ArenaScaleBytes(*mats[i]));
   }
   SSMQ_RETURN_IF_ERROR(arena.Allocate());
-  for (size_t i = 0; i < mats.size(); ++i) {  // each matrix's codes, then its scales
+  for (size_t i = 0; i < mats.size(); ++i) {
     rt::Weight& m = *mats[i];
     if (const size_t n = tiles(i); n > 0) {
       rt::BuildTiles(m, arena.Take(n), int8_input[i]);
     } else if (const size_t c = rt::ArenaCopyBytes(m); c > 0) {
       rt::CopyToArena(m, arena.Take(c));
     }
-    if (const size_t n = rt::ArenaScaleBytes(m); n > 0) rt::CopyScalesToArena(m, arena.Take(n));
   }
   return Status::Ok();
 }

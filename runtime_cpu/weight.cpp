@@ -204,23 +204,6 @@ void CopyToArena(Weight& w, uint8_t* dst) {
   w.codes = dst;
 }
 
-size_t ArenaScaleBytes(const Weight& w) {
-  if (!w.quantized() || w.scales == nullptr) return 0;
-  return static_cast<size_t>(w.rows * w.groups_per_row()) * sizeof(float);
-}
-
-void CopyScalesToArena(Weight& w, uint8_t* dst) {
-  const size_t n = ArenaScaleBytes(w);
-  if (n == 0 || dst == nullptr) return;
-  std::memcpy(dst, w.scales, n);
-  if (w.owned_scales.empty()) {
-    ReleasePages(w.scales, n, /*partial=*/true);
-  } else {
-    std::vector<float>().swap(w.owned_scales);
-  }
-  w.scales = reinterpret_cast<const float*>(dst);
-}
-
 namespace {
 
 // Whether [begin, end) lies inside one mapping of /proc/self/maps that is a

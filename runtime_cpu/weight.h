@@ -80,17 +80,6 @@ size_t ArenaCopyBytes(const Weight& w);
 // batch by batch (ReleasePages), so the resident size never holds both.
 void CopyToArena(Weight& w, uint8_t* dst);
 
-// Bytes of w's scales (kQ8 / kQ4: rows x groups_per_row floats), which
-// CopyScalesToArena copies; 0 for other formats.
-size_t ArenaScaleBytes(const Weight& w);
-
-// Copies the scales to `dst` (ArenaScaleBytes(w) bytes), points w.scales at
-// the copy and hands the file's pages back (or frees owned_scales). Next to
-// the weight's codes on huge pages they stream with them: from the file a
-// tile kernel's scale reads (1/16 of a Q4 matrix's bytes at groups of 128)
-// walked 4 KiB pages of their own.
-void CopyScalesToArena(Weight& w, uint8_t* dst);
-
 // Gives the pages of [p, p + n) back to the kernel, for bytes that were read
 // once at load (a tensor converted or copied to a layout of our own).
 // partial: the pages the range only touches at its ends as well. Never
