@@ -283,24 +283,24 @@ Result<std::unique_ptr<Runtime>> Runtime::Create(const Model& model, const Runti
 // into the huge-page arena when opts.huge_pages (sized first: Plan, then
 // Take in the same order), else the tiles into each weight's own buffer.
 Status Runtime::Impl::LayOutMatmulWeights(const RuntimeOptions& opts) {
+  // Each decode matmul weight with the activation quantization of its input
+  // (the LM head's input stays float).
   std::vector<rt::Weight*> mats;
   std::vector<bool> int8_input;  // the matrix only ever meets int8 activations at decode
   for (rt::LayerWeights& w : layers) {
-    for (rt::Weight* m : {&w.in_proj, &w.x_proj, &w.dt_proj, &w.out_proj}) mats.push_back(m);
-    int8_input.push_back(w.act[ActSite::kInProjInput].enabled());
-    int8_input.push_back(w.act[ActSite::kConvOutput].enabled());
-    int8_input.push_back(w.act.dt_proj_input.enabled());
-    int8_input.push_back(w.act[ActSite::kOutProjInput].enabled());
+    const std::pair<rt::Weight*, const rt::ActQuant*> inputs[] = {
+        {&w.in_proj, &w.act[ActSite::kInProjInput]},
+        {&w.x_proj, &w.act[ActSite::kConvOutput]},
+        {&w.dt_proj, &w.act.dt_proj_input},
+        {&w.out_proj, &w.act[ActSite::kOutProjInput]}};
+    for (const auto& [m, aq] : inputs) {
+      rt::BuildQ8BlockSums(*m, *aq);  // the Q8 decode kernel's bias correction (act_quant.h)
+      mats.push_back(m);
+      int8_input.push_back(aq->enabled() && !simulate_act_quant);
+    }
   }
   mats.push_back(hp.tied_embeddings ? &token_embd : &output);
   int8_input.push_back(false);
-  if (simulate_act_quant) int8_input.assign(int8_input.size(), false);
-  for (rt::LayerWeights& w : layers) {  // the Q8 decode kernel's bias correction (act_quant.h)
-    rt::BuildQ8BlockSums(w.in_proj, w.act[ActSite::kInProjInput]);
-    rt::BuildQ8BlockSums(w.x_proj, w.act[ActSite::kConvOutput]);
-    rt::BuildQ8BlockSums(w.dt_proj, w.act.dt_proj_input);
-    rt::BuildQ8BlockSums(w.out_proj, w.act[ActSite::kOutProjInput]);
-  }
   const auto tiles = [&](size_t i) {
     return opts.weight_tiles ? rt::TileBytes(*mats[i], int8_input[i]) : 0;
   };

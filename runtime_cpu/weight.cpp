@@ -293,8 +293,6 @@ void RunMatMulPlan(const MatMulPlanState& p, int64_t row0, int64_t row1) {
       DequantizeRows(w, r0, r1, rows_f32.data(), p.isa);
       p.f32_rows(rows_f32.data(), w.cols, r1 - r0, b ? b + r0 : nullptr, p.x, p.x_stride,
                  p.n_tokens, p.y + r0, p.y_stride);
-    } else if (p.fixed16) {
-      Fixed16Rows(w, r0, r1, b, p.fixed_x, p.n_tokens, p.y, p.y_stride);
     } else if (p.narrow) {
       Fixed16NarrowRows(w, r0, r1, b, p.narrow_x, p.n_tokens, p.y, p.y_stride);
     } else if (p.q4_decode) {
