@@ -218,6 +218,80 @@ SSMQ_TARGET_AVX512 float QuantizeBlockAvx512(const float* xc, Fixed16Layout layo
   _mm512_storeu_si512(sums, _mm512_add_epi32(_mm512_slli_epi32(hs, 8), ls));
   return mx / static_cast<float>(kFixed16Max);
 }
+
+// QuantizeBlockScalar on AVX2, bit for bit (the reasons of the AVX-512 form).
+// Columns go to storage order first (kNibbleSplit: the even columns, then the
+// odd ones, by vshufps + vpermq), so that each part is 8 vectors packed to
+// bytes in order. Lane j's sum is the 4-column group j mod 2 of vector j / 2
+// of each part.
+SSMQ_TARGET_AVX2 inline __m256i PackBytes4(__m256i a, __m256i b, __m256i c, __m256i d) {
+  const __m256i bytes = _mm256_packs_epi16(_mm256_packs_epi32(a, b), _mm256_packs_epi32(c, d));
+  return _mm256_permutevar8x32_epi32(bytes, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+}
+
+SSMQ_TARGET_AVX2 float QuantizeBlockAvx2(const float* xc, Fixed16Layout layout, int8_t* out,
+                                         int32_t* sums) {
+  __m256 xv[16];
+  __m256 m = _mm256_setzero_ps(), bad = _mm256_setzero_ps();
+  const __m256 sign = _mm256_set1_ps(-0.0f), zero = _mm256_setzero_ps();
+  for (int k = 0; k < 16; ++k) {
+    xv[k] = _mm256_loadu_ps(xc + 8 * k);
+    m = _mm256_max_ps(m, _mm256_andnot_ps(sign, xv[k]));
+    bad = _mm256_or_ps(bad, _mm256_cmp_ps(_mm256_mul_ps(xv[k], zero), zero, _CMP_NEQ_UQ));  // NaN, Inf
+  }
+  if (_mm256_movemask_ps(bad) != 0) {
+    std::fill_n(out, kBlockBytes, int8_t{0});
+    std::fill_n(sums, 16, 0);
+    return NAN;
+  }
+  __m128 h = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
+  h = _mm_max_ps(h, _mm_movehl_ps(h, h));
+  h = _mm_max_ss(h, _mm_movehdup_ps(h));
+  const float mx = _mm_cvtss_f32(h);
+  const __m256 inv = _mm256_set1_ps(Fixed16Inverse(mx));
+  const __m256i lim = _mm256_set1_epi32(kFixed16Max), nlim = _mm256_set1_epi32(-kFixed16Max);
+  auto quantize = [&](__m256 x) SSMQ_TARGET_AVX2 {
+    return _mm256_min_epi32(_mm256_max_epi32(_mm256_cvtps_epi32(_mm256_mul_ps(x, inv)), nlim), lim);
+  };
+  __m256i v[16];  // storage order: part 0 (or 1) byte 8i + e is element e of v[i] (v[8 + i])
+  if (layout == Fixed16Layout::kNibbleSplit) {
+    for (int i = 0; i < 8; ++i) {  // columns 16i .. 16i + 15
+      const __m256 a = xv[2 * i], b = xv[2 * i + 1];
+      const __m256 even = _mm256_castpd_ps(
+          _mm256_permute4x64_pd(_mm256_castps_pd(_mm256_shuffle_ps(a, b, 0x88)), 0xD8));
+      const __m256 odd = _mm256_castpd_ps(
+          _mm256_permute4x64_pd(_mm256_castps_pd(_mm256_shuffle_ps(a, b, 0xDD)), 0xD8));
+      v[i] = quantize(even);
+      v[8 + i] = quantize(odd);
+    }
+  } else {
+    for (int i = 0; i < 16; ++i) v[i] = quantize(xv[i]);
+  }
+  const __m256i c128 = _mm256_set1_epi32(128);
+  __m256i hi[16], lo[16];
+  for (int i = 0; i < 16; ++i) {
+    hi[i] = _mm256_srai_epi32(_mm256_add_epi32(v[i], c128), 8);
+    lo[i] = _mm256_sub_epi32(v[i], _mm256_slli_epi32(hi[i], 8));
+  }
+  for (int part = 0; part < 2; ++part) {
+    for (int q = 0; q < 2; ++q) {  // 32 bytes of the part
+      const int i = 8 * part + 4 * q;
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(out + part * 64 + 32 * q),
+                          PackBytes4(hi[i], hi[i + 1], hi[i + 2], hi[i + 3]));
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(out + (2 + part) * 64 + 32 * q),
+                          PackBytes4(lo[i], lo[i + 1], lo[i + 2], lo[i + 3]));
+    }
+  }
+  for (int half = 0; half < 2; ++half) {  // lanes 8 · half .. + 7
+    __m256i w[4];
+    for (int i = 0; i < 4; ++i) w[i] = _mm256_add_epi32(v[4 * half + i], v[8 + 4 * half + i]);
+    // [w0 g0, w1 g0, w2 g0, w3 g0 | w0 g1, ...] -> lanes in order (w0 g0, w0 g1, w1 g0, ...)
+    const __m256i s = _mm256_hadd_epi32(_mm256_hadd_epi32(w[0], w[1]), _mm256_hadd_epi32(w[2], w[3]));
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(sums + 8 * half),
+                        _mm256_permutevar8x32_epi32(s, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7)));
+  }
+  return mx / static_cast<float>(kFixed16Max);
+}
 #endif
 
 // One block on the widest quantizer `isa` runs (the same bytes either way).
@@ -225,6 +299,7 @@ float QuantizeBlock(const float* xc, Fixed16Layout layout, int8_t* out, int32_t*
                     KernelIsa isa) {
 #ifdef SSMQ_HAVE_X86_KERNELS
   if (isa == KernelIsa::kAvx512) return QuantizeBlockAvx512(xc, layout, out, sums);
+  if (isa == KernelIsa::kAvx2) return QuantizeBlockAvx2(xc, layout, out, sums);
 #endif
   (void)isa;
   return QuantizeBlockScalar(xc, layout, out, sums);
@@ -237,9 +312,12 @@ Fixed16Layout Fixed16LayoutFor(const Weight& w) {
 }
 
 bool Fixed16Applies(const Weight& w, KernelIsa isa) {
-  return isa == KernelIsa::kAvx512 &&
-         (w.format == WeightFormat::kQ4 || w.format == WeightFormat::kQ8) && w.group_size > 0 &&
-         w.group_size % kFixed16Block == 0 && w.cols % w.group_size == 0;
+  const bool shape = (w.format == WeightFormat::kQ4 || w.format == WeightFormat::kQ8) &&
+                     w.group_size > 0 && w.group_size % kFixed16Block == 0 &&
+                     w.cols % w.group_size == 0;
+  if (isa == KernelIsa::kAvx512) return shape;
+  return isa == KernelIsa::kAvx2 && shape && w.rows >= kWeightTileRows &&
+         (w.format == WeightFormat::kQ8 || w.zeros == nullptr);
 }
 
 Fixed16Activations PrepareFixed16(const float* x, int64_t x_stride, int64_t n_tokens,
@@ -247,7 +325,10 @@ Fixed16Activations PrepareFixed16(const float* x, int64_t x_stride, int64_t n_to
   thread_local std::vector<int8_t> bytes;  // grown once, then reused
   thread_local std::vector<float> scales;
   thread_local std::vector<int32_t> lane_sums, block_sums;
+  thread_local std::vector<int16_t> values;
   const int64_t nb = cols / kFixed16Block;
+  const bool natural = layout == Fixed16Layout::kNatural;
+  if (natural) Grow(values, static_cast<size_t>(n_tokens * cols));
   Grow(block_sums, static_cast<size_t>(n_tokens * nb));
   Grow(bytes, static_cast<size_t>(n_tokens * nb * kBlockBytes));
   Grow(scales, static_cast<size_t>(n_tokens * nb));
@@ -258,12 +339,18 @@ Fixed16Activations PrepareFixed16(const float* x, int64_t x_stride, int64_t n_to
       int8_t* out = bytes.data() + (t * nb + b) * kBlockBytes;
       int32_t* sums = lane_sums.data() + (t * nb + b) * 16;
       scales[t * nb + b] = QuantizeBlock(xc, layout, out, sums, isa);
+      if (natural) {  // v = 256 · hi + lo, column 64h + p at byte p of parts h and 2 + h
+        int16_t* v = values.data() + t * cols + b * kFixed16Block;
+        for (int64_t c = 0; c < kFixed16Block; ++c)
+          v[c] = static_cast<int16_t>(256 * out[(c / 64) * 64 + c % 64] + out[(2 + c / 64) * 64 + c % 64]);
+      }
       int32_t total = 0;
       for (int j = 0; j < 16; ++j) total += sums[j];
       block_sums[t * nb + b] = total;
     }
   }
-  return {bytes.data(), scales.data(), lane_sums.data(), block_sums.data()};
+  return {bytes.data(), scales.data(), lane_sums.data(), block_sums.data(),
+          natural ? values.data() : nullptr};
 }
 
 int32_t Fixed16Value(const Fixed16Activations& xa, int64_t cols, Fixed16Layout layout, int64_t t,
@@ -299,8 +386,11 @@ void Fixed16RowsScalar(const Weight& w, int64_t r0, int64_t r1, const float* bia
 void Fixed16Rows(const Weight& w, int64_t r0, int64_t r1, const float* bias,
                  const Fixed16Activations& xa, int64_t n_tokens, float* y, int64_t y_stride) {
 #ifdef SSMQ_HAVE_X86_KERNELS
-  const auto row_major = w.format == WeightFormat::kQ8 ? Fixed16RowsAvx512<true>
-                                                       : Fixed16RowsAvx512<false>;
+  // AVX2: tile kernels only; the rows around the whole tiles (and every row
+  // of a weight without tiles) take the scalar reference.
+  const auto row_major = CpuIsa() != KernelIsa::kAvx512 ? Fixed16RowsScalar
+                         : w.format == WeightFormat::kQ8 ? Fixed16RowsAvx512<true>
+                                                         : Fixed16RowsAvx512<false>;
   // Whole 16-row tiles inside [r0, r1) from the tiles, the rest row-major.
   int64_t t0 = 0, t1 = 0;
   TilesWithin(w, r0, r1, &t0, &t1);

@@ -29,6 +29,9 @@
 // Applies when the group size is a multiple of 128 and divides cols (every
 // Q4/Q8 matmul of the published shapes except dt_proj, whose groups are
 // dt_rank wide); other shapes keep the float kernels (quant_matmul.h).
+// On AVX2 (no VNNI) only the 16-row tile kernels exist (weight_tiles.cpp),
+// so it also needs what tiles need: Q4 without zero points or Q8, >= 16
+// rows; rows outside whole tiles run the scalar reference.
 #pragma once
 
 #include <algorithm>
@@ -80,6 +83,9 @@ struct Fixed16Activations {
   // T stays exact in int32.
   const int32_t* lane_sums = nullptr;
   const int32_t* block_sums = nullptr;  // [n_tokens][cols / 128]: Σ v over the block
+  // kNatural only: [n_tokens][cols] v as int16 in column order, which the AVX2
+  // Q8 tile kernel multiplies with vpmaddwd (weight_tiles.cpp).
+  const int16_t* values = nullptr;
 };
 
 Fixed16Layout Fixed16LayoutFor(const Weight& w);

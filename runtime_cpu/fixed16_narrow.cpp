@@ -167,6 +167,8 @@ void Fixed16NarrowRows(const Weight& w, int64_t r0, int64_t r1, const float* bia
                        const Fixed16NarrowActivations& xa, int64_t n_tokens, float* y,
                        int64_t y_stride) {
 #ifdef SSMQ_HAVE_X86_KERNELS
+  if (CpuIsa() != KernelIsa::kAvx512)  // the VNNI kernel only; elsewhere the reference
+    return Fixed16NarrowRowsScalar(w, r0, r1, bias, xa, n_tokens, y, y_stride);
   if (w.format == WeightFormat::kQ8)
     return NarrowRowsAvx512<true>(w, r0, r1, bias, xa, n_tokens, y, y_stride);
   NarrowRowsAvx512<false>(w, r0, r1, bias, xa, n_tokens, y, y_stride);

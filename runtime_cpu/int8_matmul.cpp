@@ -739,6 +739,136 @@ SSMQ_TARGET_AVX512 void TiledInt8Q8(const Int8Args& a, const Int8Prep& prep, int
   StoreTileRows(a, tile, t, facc);
 }
 
+// ---------------------------------------------------------------- AVX2 tiles
+//
+// The same 16-row tiles without VNNI: a tile chunk (64 bytes, 16 rows x 4
+// bytes) is two 8-row halves, one ymm each; maddubs (unsigned x signed bytes,
+// adjacent pairs summed into int16) and madd with ones (int16 pairs into
+// int32) take the place of vpdpbusd, so each int32 lane again holds one row.
+//   Q4: the codes are the unsigned operand as they are (0..15), the even /
+//       odd activation dwords (Int8Prep::q4_split) the signed one. A pair is
+//       at most 2 · 15 · 128 = 3840, so the even + odd sums of four chunks
+//       (8 pairs, 30720) stay exact in int16 before one widening madd; the
+//       zero point comes off as 8 · Σa per block, as in TiledInt8Q4.
+//   Q8: the tiles hold q + 128; xor 0x80 gives q back and the sign trick
+//       (maddubs(|q|, sign(a, q))) multiplies it exactly (a pair is at most
+//       2 · 127 · 128 < 2^15), widened by madd every chunk.
+// The block sums are exact in int32, and the float steps are THE FLOAT
+// COMBINATION ORDER lane by lane: bit-identical to the scalar kernel.
+
+SSMQ_AVX2 inline __m256i BroadcastDword256(const void* p) {
+  return _mm256_broadcastd_epi32(_mm_loadu_si32(p));
+}
+
+// Gather indices of 8 rows' scales: lane i -> i · groups_per_row.
+SSMQ_AVX2 inline __m256i HalfTileScaleIndex(int64_t groups_per_row) {
+  return _mm256_mullo_epi32(_mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7),
+                            _mm256_set1_epi32(static_cast<int32_t>(groups_per_row)));
+}
+
+// facc[h] += float(isum[h]) · (sa · sw) for both halves of a tile (rows 8h..8h+7).
+SSMQ_AVX2 inline void AddTileBlockAvx2(__m256 facc[2], const __m256i isum[2], const BlockWalk& walk,
+                                       const float* tile_scales, int64_t ng, __m256i scale_index) {
+  const __m256 sa = _mm256_set1_ps(walk.a_scales ? walk.a_scales[walk.ga] : 1.0f);
+  for (int h = 0; h < 2; ++h) {
+    const float* s = tile_scales + h * 8 * ng;
+    const __m256 sw = ng == 1 ? _mm256_loadu_ps(s) : _mm256_i32gather_ps(s + walk.gw, scale_index, 4);
+    facc[h] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum[h]), _mm256_mul_ps(sa, sw), facc[h]);
+  }
+}
+
+SSMQ_AVX2 inline void StoreTileRowsAvx2(const Int8Args& a, int64_t tile, int64_t t,
+                                        const __m256 facc[2]) {
+  const int64_t r = tile * kWeightTileRows;
+  const __m256 rs = _mm256_set1_ps(a.row_scales[t]);
+  for (int h = 0; h < 2; ++h) {
+    const __m256 b = a.bias ? _mm256_loadu_ps(a.bias + r + 8 * h) : _mm256_setzero_ps();
+    _mm256_storeu_ps(a.y + t * a.y_stride + r + 8 * h, _mm256_fmadd_ps(facc[h], rs, b));
+  }
+}
+
+SSMQ_AVX2 void TiledInt8Q4Avx2(const Int8Args& a, const Int8Prep& prep, int64_t tile, int64_t t) {
+  const Weight& w = *a.w;
+  const int64_t cols = w.cols, B = a.block, ng = a.groups_per_row;
+  const uint8_t* p = w.tiled_codes + tile * kWeightTileRows * (cols / 2);
+  const float* tile_scales = w.scales + tile * kWeightTileRows * ng;
+  const int8_t* qs = prep.q4_split + t * cols;
+  const int64_t ahead = kPrefetchRows * (cols / 2);  // one tile on
+  PrefetchNextTileScales(w, tile);
+  const __m256i low4 = _mm256_set1_epi8(0x0F), ones = _mm256_set1_epi16(1);
+  const __m256i scale_index = HalfTileScaleIndex(ng);
+  BlockWalk walk(a);
+  __m256 facc[2] = {_mm256_setzero_ps(), _mm256_setzero_ps()};
+  int64_t block_index = 0;
+  for (int64_t c0 = 0; c0 < cols; c0 += B, ++block_index) {
+    walk.Seek(c0);
+    __m256i sum[2] = {_mm256_setzero_si256(), _mm256_setzero_si256()};
+    for (int64_t c = c0; c < c0 + B; c += 128) {
+      const uint8_t* pb = p + (c / 128) * 1024;
+      const int8_t* x = qs + c;  // dword k: even columns 8k.. (bytes 4k), odd (64 + 4k)
+      for (int k4 = 0; k4 < 16; k4 += 4) {
+        __m256i s16[2] = {_mm256_setzero_si256(), _mm256_setzero_si256()};
+#pragma GCC unroll 4
+        for (int k = k4; k < k4 + 4; ++k) {
+          PrefetchRead(pb + k * 64 + ahead);
+          const __m256i xe = BroadcastDword256(x + 4 * k), xo = BroadcastDword256(x + 64 + 4 * k);
+          for (int h = 0; h < 2; ++h) {
+            const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(pb + k * 64 + 32 * h));
+            const __m256i even = _mm256_and_si256(v, low4);
+            const __m256i odd = _mm256_and_si256(_mm256_srli_epi16(v, 4), low4);
+            s16[h] = _mm256_add_epi16(s16[h], _mm256_add_epi16(_mm256_maddubs_epi16(even, xe),
+                                                               _mm256_maddubs_epi16(odd, xo)));
+          }
+        }
+        for (int h = 0; h < 2; ++h) sum[h] = _mm256_add_epi32(sum[h], _mm256_madd_epi16(s16[h], ones));
+      }
+    }
+    const __m256i zsum = _mm256_set1_epi32(8 * prep.asum[t * prep.n_blocks + block_index]);
+    const __m256i isum[2] = {_mm256_sub_epi32(sum[0], zsum), _mm256_sub_epi32(sum[1], zsum)};
+    AddTileBlockAvx2(facc, isum, walk, tile_scales, ng, scale_index);
+  }
+  StoreTileRowsAvx2(a, tile, t, facc);
+}
+
+SSMQ_AVX2 void TiledInt8Q8Avx2(const Int8Args& a, const Int8Prep& prep, int64_t tile, int64_t t) {
+  (void)prep;
+  const Weight& w = *a.w;
+  const int64_t cols = w.cols, B = a.block, ng = a.groups_per_row;
+  const uint8_t* p = w.tiled_codes + tile * kWeightTileRows * cols;
+  const float* tile_scales = w.scales + tile * kWeightTileRows * ng;
+  const int8_t* qt = a.q + t * cols;
+  const int64_t ahead = kPrefetchRows * cols;  // one tile on
+  PrefetchNextTileScales(w, tile);
+  const __m256i bias128 = _mm256_set1_epi8(static_cast<char>(0x80)), ones = _mm256_set1_epi16(1);
+  const __m256i scale_index = HalfTileScaleIndex(ng);
+  BlockWalk walk(a);
+  __m256 facc[2] = {_mm256_setzero_ps(), _mm256_setzero_ps()};
+  for (int64_t c0 = 0; c0 < cols; c0 += B) {
+    walk.Seek(c0);
+    __m256i sum[2][2];
+    for (int h = 0; h < 2; ++h) sum[h][0] = sum[h][1] = _mm256_setzero_si256();
+    for (int64_t c = c0; c < c0 + B; c += 64) {
+      const uint8_t* pb = p + c * kWeightTileRows;  // dword c / 4, 16 lanes of 4 bytes
+      const int8_t* x = qt + c;
+#pragma GCC unroll 16
+      for (int k = 0; k < 16; ++k) {
+        PrefetchRead(pb + k * 64 + ahead);
+        const __m256i xa = BroadcastDword256(x + 4 * k);
+        for (int h = 0; h < 2; ++h) {
+          const __m256i q = _mm256_xor_si256(
+              _mm256_loadu_si256(reinterpret_cast<const __m256i*>(pb + k * 64 + 32 * h)), bias128);
+          const __m256i p16 = _mm256_maddubs_epi16(_mm256_abs_epi8(q), _mm256_sign_epi8(xa, q));
+          sum[h][k & 1] = _mm256_add_epi32(sum[h][k & 1], _mm256_madd_epi16(p16, ones));
+        }
+      }
+    }
+    const __m256i isum[2] = {_mm256_add_epi32(sum[0][0], sum[0][1]),
+                             _mm256_add_epi32(sum[1][0], sum[1][1])};
+    AddTileBlockAvx2(facc, isum, walk, tile_scales, ng, scale_index);
+  }
+  StoreTileRowsAvx2(a, tile, t, facc);
+}
+
 // sums[b * stride] = sum of row[c] over block b (columns [b·block, min(cols, (b+1)·block))),
 // exact in int32 (|row[c]| <= 128, blocks of at most 2^17 columns: Int8BlockWidth):
 // the Q4 activation sums that take off the zero point, and the Q8 weight sums
@@ -923,7 +1053,10 @@ SSMQ_TARGET_AVX512 void LaneRows(const Int8Args& a, const LanePrep& lp, int64_t 
 
 // The per-call preparation of the activations (see Int8Prep), into buffers
 // that grow once per thread and are then reused (no allocation per step).
-Int8Prep PrepareAvx512(const Weight& w, int64_t block, const int8_t* q, int64_t n_tokens) {
+// isa kAvx2 (its tile kernels only): the split Q4 activations and the block
+// sums, no biased copy.
+Int8Prep PrepareInt8(Int8Isa isa, const Weight& w, int64_t block, const int8_t* q,
+                     int64_t n_tokens) {
   thread_local std::vector<uint8_t> biased;
   thread_local std::vector<int32_t> asum;
   thread_local std::vector<int8_t> split;
@@ -948,7 +1081,7 @@ Int8Prep PrepareAvx512(const Weight& w, int64_t block, const int8_t* q, int64_t 
       BlockSums(q + t * cols, cols, block, asum.data() + t * prep.n_blocks, 1);
     prep.asum = asum.data();
   }
-  if (w.format == WeightFormat::kQ8) {  // the row-major rows' u = a + 128
+  if (w.format == WeightFormat::kQ8 && isa == Int8Isa::kAvx512Vnni) {  // the row-major rows' u = a + 128
     const size_t n = static_cast<size_t>(n_tokens * cols);
     Grow(biased, n);
     for (size_t i = 0; i < n; ++i) biased[i] = static_cast<uint8_t>(q[i]) ^ 0x80u;
@@ -1020,14 +1153,19 @@ void RunInt8Plan(const Int8PlanState& p, int64_t row0, int64_t row1) {
 #ifdef SSMQ_HAVE_AVX2_KERNELS
   const bool q4 = w.format == WeightFormat::kQ4;
   const auto rows_avx512 = q4 ? RowsAvx512<true> : RowsAvx512<false>;
-  if (p.isa == Int8Isa::kAvx512Vnni && TiledInt8Applies(w, p.args, p.prep)) {
+  const bool vnni = p.isa == Int8Isa::kAvx512Vnni;
+  if ((vnni || p.isa == Int8Isa::kAvx2) && TiledInt8Applies(w, p.args, p.prep)) {
     // Whole tiles inside [row0, row1) from the tiles (each tile's bytes stay in
     // L1 across the tokens), the rows around them row-major.
     int64_t t0 = 0, t1 = 0;
     TilesWithin(w, row0, row1, &t0, &t1);
     if (t1 > t0) {
-      if (row0 < t0 * kWeightTileRows) rows_avx512(p.args, p.prep, row0, t0 * kWeightTileRows);
-      const auto tiled = q4 ? TiledInt8Q4 : TiledInt8Q8;
+      if (row0 < t0 * kWeightTileRows) {
+        if (vnni) rows_avx512(p.args, p.prep, row0, t0 * kWeightTileRows);
+        else p.kernel(p.args, row0, t0 * kWeightTileRows);
+      }
+      const auto tiled = vnni ? (q4 ? TiledInt8Q4 : TiledInt8Q8)
+                              : (q4 ? TiledInt8Q4Avx2 : TiledInt8Q8Avx2);
       for (int64_t tile = t0; tile < t1; ++tile)
         for (int64_t t = 0; t < p.args.n_tokens; ++t) tiled(p.args, p.prep, tile, t);
       row0 = t1 * kWeightTileRows;
@@ -1057,7 +1195,8 @@ RowsPlan PlanInt8(Int8Isa isa, const Weight& w, const Weight* bias, const ActQua
   p.isa = isa;
   p.kernel = Int8Kernel(isa, w.format);
 #ifdef SSMQ_HAVE_AVX2_KERNELS
-  if (isa == Int8Isa::kAvx512Vnni && block > 0) p.prep = PrepareAvx512(w, block, q, n_tokens);
+  if (block > 0 && (isa == Int8Isa::kAvx512Vnni || (isa == Int8Isa::kAvx2 && w.has_tiles())))
+    p.prep = PrepareInt8(isa, w, block, q, n_tokens);
 #endif
   return RowsPlan::Make<Int8PlanState, RunInt8Plan>(p);
 }

@@ -386,7 +386,10 @@ RowsPlan PlanMatMul(const Weight& w, const Weight* bias, const float* x, int64_t
   p.f32_rows = F32Kernel(p.isa);
   p.expand = p.direct && n_tokens >= kExpandMinTokens;
   const bool decode = p.direct && !p.expand;
-  p.fixed16 = decode && Fixed16Applies(w, p.isa);
+  // AVX2 has fixed16 kernels for whole tiles only (fixed16_decode.h): an
+  // untiled weight keeps the float kernels there.
+  p.fixed16 = decode && Fixed16Applies(w, p.isa) &&
+              (p.isa == KernelIsa::kAvx512 || w.has_tiles());
   p.narrow = decode && !p.fixed16 && Fixed16NarrowApplies(w, p.isa);
   p.q4_decode = decode && !p.fixed16 && !p.narrow && Q4DecodeApplies(w, p.isa);
   if (p.q4_decode) p.q4_x = PrepareQ4Activations(w, x, x_stride, n_tokens);

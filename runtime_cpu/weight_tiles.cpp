@@ -185,6 +185,152 @@ SSMQ_TARGET_AVX512 void TileRowsAvx512(const Weight& w, int64_t t0, int64_t t1,
     }
   }
 }
+
+// ---------------------------------------------------------------- AVX2
+// The same T and y without VNNI (Zen 3 and other AVX2-only x86): a 64-byte
+// tile chunk is two ymm halves of 8 rows, and each int32 lane is still a row.
+//   Q4: maddubs(codes, activation dword) (unsigned codes 0..15 times signed
+//       hi / lo bytes, adjacent pairs into int16: at most 2 · 15 · 128 = 3840)
+//       for the even and the odd nibbles; the int16 sums of 4 chunks (30720)
+//       are exact before one widening madd with ones.
+//   Q8: the biased codes q + 128 widened to int16 (vpmovzxbw) times the 16-bit
+//       v of 4 columns broadcast (Fixed16Activations::values), madd into int32
+//       pairs (255 · 32639 · 2 < 2^31; a row's block sum < 2^31 too); the two
+//       pairs of a row are added by one hadd per block, and 128 · Σv comes off.
+// (maddubs cannot take Q8's hi / lo bytes: 255 · 128 · 2 overflows its int16.)
+SSMQ_TARGET_AVX2 inline __m256i BroadcastDwordAvx2(const void* p) {
+  return _mm256_broadcastd_epi32(_mm_loadu_si32(p));
+}
+
+// The 8 rows' scales of the block's group: lane i -> row i of the half tile.
+SSMQ_TARGET_AVX2 inline __m256 HalfTileScales(const float* group_scales, int64_t ng,
+                                              __m256i scale_index) {
+  return ng == 1 ? _mm256_loadu_ps(group_scales)
+                 : _mm256_i32gather_ps(group_scales, scale_index, 4);
+}
+
+SSMQ_TARGET_AVX2 void TileAvx2(const Weight& w, int64_t tile, const int8_t* xb,
+                               const float* xscale, const int32_t* block_sums,
+                               __m256i scale_index, const float* bias, float* out) {
+  const int64_t nb = w.cols / kFixed16Block;
+  const int64_t blocks_per_group = w.group_size / kFixed16Block, ng = w.groups_per_row();
+  const uint8_t* p = w.tiled_codes + tile * nb * kBlockTileBytes;
+  const int64_t ahead = kPrefetchRows * (w.cols / 2);  // one tile on at 16 rows
+  const __m256i low4 = _mm256_set1_epi8(0x0F), ones = _mm256_set1_epi16(1);
+  __m256 acc[2] = {_mm256_setzero_ps(), _mm256_setzero_ps()};
+  const float* group_scales = w.scales + tile * kWeightTileRows * ng;
+  PrefetchNextTileScales(w, tile);
+  for (int64_t b = 0, in_group = 0; b < nb; ++b) {
+    const int8_t* x = xb + b * 256;  // parts hi-even, hi-odd, lo-even, lo-odd
+    const uint8_t* pb = p + b * kBlockTileBytes;
+    __m256i hi[2] = {_mm256_setzero_si256(), _mm256_setzero_si256()};
+    __m256i lo[2] = {_mm256_setzero_si256(), _mm256_setzero_si256()};
+    for (int k4 = 0; k4 < kChunksPerBlock; k4 += 4) {
+      __m256i hi16[2] = {_mm256_setzero_si256(), _mm256_setzero_si256()};
+      __m256i lo16[2] = {_mm256_setzero_si256(), _mm256_setzero_si256()};
+#pragma GCC unroll 4
+      for (int k = k4; k < k4 + 4; ++k) {
+        PrefetchRead(pb + k * kChunkBytes + ahead);
+        const __m256i he = BroadcastDwordAvx2(x + 4 * k), ho = BroadcastDwordAvx2(x + 64 + 4 * k);
+        const __m256i le = BroadcastDwordAvx2(x + 128 + 4 * k);
+        const __m256i lodd = BroadcastDwordAvx2(x + 192 + 4 * k);
+        for (int h = 0; h < 2; ++h) {
+          const __m256i v =
+              _mm256_loadu_si256(reinterpret_cast<const __m256i*>(pb + k * kChunkBytes + 32 * h));
+          const __m256i even = _mm256_and_si256(v, low4);
+          const __m256i odd = _mm256_and_si256(_mm256_srli_epi16(v, 4), low4);
+          hi16[h] = _mm256_add_epi16(hi16[h], _mm256_add_epi16(_mm256_maddubs_epi16(even, he),
+                                                               _mm256_maddubs_epi16(odd, ho)));
+          lo16[h] = _mm256_add_epi16(lo16[h], _mm256_add_epi16(_mm256_maddubs_epi16(even, le),
+                                                               _mm256_maddubs_epi16(odd, lodd)));
+        }
+      }
+      for (int h = 0; h < 2; ++h) {
+        hi[h] = _mm256_add_epi32(hi[h], _mm256_madd_epi16(hi16[h], ones));
+        lo[h] = _mm256_add_epi32(lo[h], _mm256_madd_epi16(lo16[h], ones));
+      }
+    }
+    const __m256i zero_point = _mm256_set1_epi32(-8 * block_sums[b]);
+    const __m256 xs = _mm256_set1_ps(xscale[b]);
+    for (int h = 0; h < 2; ++h) {
+      const __m256i t =
+          _mm256_add_epi32(_mm256_add_epi32(_mm256_slli_epi32(hi[h], 8), lo[h]), zero_point);
+      const __m256 s = HalfTileScales(group_scales + h * 8 * ng, ng, scale_index);
+      acc[h] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(t), _mm256_mul_ps(s, xs), acc[h]);
+    }
+    if (++in_group == blocks_per_group) in_group = 0, ++group_scales;
+  }
+  for (int h = 0; h < 2; ++h) {
+    if (bias) acc[h] = _mm256_add_ps(acc[h], _mm256_loadu_ps(bias + 8 * h));
+    _mm256_storeu_ps(out + 8 * h, acc[h]);
+  }
+}
+
+SSMQ_TARGET_AVX2 void TileQ8Avx2(const Weight& w, int64_t tile, const int16_t* values,
+                                 const float* xscale, const int32_t* block_sums,
+                                 __m256i scale_index, const float* bias, float* out) {
+  constexpr int64_t kQ8BlockTileBytes = kWeightTileRows * kFixed16Block;  // 2 KiB
+  const int64_t nb = w.cols / kFixed16Block;
+  const int64_t blocks_per_group = w.group_size / kFixed16Block, ng = w.groups_per_row();
+  const uint8_t* p = w.tiled_codes + tile * nb * kQ8BlockTileBytes;
+  const int64_t ahead = kPrefetchRows * w.cols;  // one tile on at 16 rows
+  __m256 acc[2] = {_mm256_setzero_ps(), _mm256_setzero_ps()};
+  const float* group_scales = w.scales + tile * kWeightTileRows * ng;
+  PrefetchNextTileScales(w, tile);
+  for (int64_t b = 0, in_group = 0; b < nb; ++b) {
+    const int16_t* v = values + b * kFixed16Block;
+    const uint8_t* pb = p + b * kQ8BlockTileBytes;
+    // sum[h][q]: rows 8h + 4q .. + 3, two int32 lanes (column pairs) per row
+    __m256i sum[2][2];
+    for (int h = 0; h < 2; ++h) sum[h][0] = sum[h][1] = _mm256_setzero_si256();
+#pragma GCC unroll 8
+    for (int k = 0; k < 32; ++k) {  // columns 4k .. 4k + 3 of the block
+      PrefetchRead(pb + k * kChunkBytes + ahead);
+      const __m256i xv = _mm256_broadcastq_epi64(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(v + 4 * k)));
+      for (int h = 0; h < 2; ++h) {
+        for (int q = 0; q < 2; ++q) {
+          const __m256i u = _mm256_cvtepu8_epi16(_mm_loadu_si128(
+              reinterpret_cast<const __m128i*>(pb + k * kChunkBytes + 32 * h + 16 * q)));
+          sum[h][q] = _mm256_add_epi32(sum[h][q], _mm256_madd_epi16(u, xv));
+        }
+      }
+    }
+    const __m256i bias_sum = _mm256_set1_epi32(-128 * block_sums[b]);
+    const __m256 xs = _mm256_set1_ps(xscale[b]);
+    for (int h = 0; h < 2; ++h) {
+      // hadd: rows 0 1 4 5 | 2 3 6 7 of the half; 0xD8 puts them in order.
+      const __m256i rows =
+          _mm256_permute4x64_epi64(_mm256_hadd_epi32(sum[h][0], sum[h][1]), 0xD8);
+      const __m256i t = _mm256_add_epi32(rows, bias_sum);
+      const __m256 s = HalfTileScales(group_scales + h * 8 * ng, ng, scale_index);
+      acc[h] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(t), _mm256_mul_ps(s, xs), acc[h]);
+    }
+    if (++in_group == blocks_per_group) in_group = 0, ++group_scales;
+  }
+  for (int h = 0; h < 2; ++h) {
+    if (bias) acc[h] = _mm256_add_ps(acc[h], _mm256_loadu_ps(bias + 8 * h));
+    _mm256_storeu_ps(out + 8 * h, acc[h]);
+  }
+}
+
+SSMQ_TARGET_AVX2 void TileRowsAvx2(const Weight& w, int64_t t0, int64_t t1, const float* bias,
+                                   const Fixed16Activations& xa, int64_t n_tokens, float* y,
+                                   int64_t y_stride) {
+  const int64_t nb = w.cols / kFixed16Block, ng = w.groups_per_row();
+  const __m256i scale_index = _mm256_mullo_epi32(_mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7),
+                                                 _mm256_set1_epi32(static_cast<int32_t>(ng)));
+  for (int64_t t = 0; t < n_tokens; ++t) {
+    for (int64_t tile = t0; tile < t1; ++tile) {
+      const int64_t r = tile * kWeightTileRows;
+      if (w.format == WeightFormat::kQ8)
+        TileQ8Avx2(w, tile, xa.values + t * w.cols, xa.scales + t * nb, xa.block_sums + t * nb,
+                   scale_index, bias ? bias + r : nullptr, y + t * y_stride + r);
+      else
+        TileAvx2(w, tile, xa.bytes + t * nb * 256, xa.scales + t * nb, xa.block_sums + t * nb,
+                 scale_index, bias ? bias + r : nullptr, y + t * y_stride + r);
+    }
+  }
+}
 #endif
 
 }  // namespace
@@ -194,7 +340,8 @@ bool TilesApply(const Weight& w, KernelIsa isa, bool int8_input) {
   const bool q8 = w.format == WeightFormat::kQ8;
   if (!(q4 || q8) || w.codes == nullptr || w.rows < kWeightTileRows) return false;
   if (Fixed16Applies(w, isa)) return true;
-  return int8_input && q8 && isa == KernelIsa::kAvx512 && w.group_size > 0 &&
+  return int8_input && q8 && (isa == KernelIsa::kAvx512 || isa == KernelIsa::kAvx2) &&
+         w.group_size > 0 &&
          w.group_size % 64 == 0 && w.cols % w.group_size == 0;
 }
 
@@ -273,7 +420,8 @@ bool PackTiledPanel(const Weight& w, int64_t r0, int64_t r1, float* panel) {
 void Fixed16TileRows(const Weight& w, int64_t t0, int64_t t1, const float* bias,
                      const Fixed16Activations& xa, int64_t n_tokens, float* y, int64_t y_stride) {
 #ifdef SSMQ_HAVE_X86_KERNELS
-  TileRowsAvx512(w, t0, t1, bias, xa, n_tokens, y, y_stride);
+  if (CpuIsa() == KernelIsa::kAvx512) TileRowsAvx512(w, t0, t1, bias, xa, n_tokens, y, y_stride);
+  else TileRowsAvx2(w, t0, t1, bias, xa, n_tokens, y, y_stride);
 #else
   (void)w, (void)t0, (void)t1, (void)bias, (void)xa, (void)n_tokens, (void)y, (void)y_stride;
 #endif

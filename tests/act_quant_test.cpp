@@ -419,6 +419,12 @@ TEST_P(Int8Kernels, ScalarAvx2IdenticalAndMatchOracle) {
           std::fill(y.begin(), y.end(), -1.0f);
           rt::Int8MatMul(tiled, b, aq, q.data(), rs.data(), tokens, y.data(), ys, threads);
           same_bits(y, "16-row tiles");
+          for (rt::Int8Isa isa : simd_isas) {  // every tile kernel this CPU runs
+            std::fill(y.begin(), y.end(), -1.0f);
+            rt::Int8MatMulWithIsa(isa, tiled, b, aq, q.data(), rs.data(), tokens, y.data(), ys,
+                                  threads);
+            same_bits(y, isa == rt::Int8Isa::kAvx2 ? "avx2 tiles" : "avx512-vnni tiles");
+          }
         }
         rt::Weight summed = m.w;  // the runtime's load-time Q8 block sums (act_quant.h)
         rt::BuildQ8BlockSums(summed, aq);

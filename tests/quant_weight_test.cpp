@@ -406,7 +406,9 @@ TEST(Fixed16, KernelsMatchFormula) {
 // for ranges that start and end inside a tile and rows past the last whole
 // tile; a NaN block makes every row NaN. Zero points keep row-major.
 TEST(Q4Tiles, Fixed16MatchesRowMajor) {
-  if (rt::BestKernelIsa() != rt::KernelIsa::kAvx512) GTEST_SKIP() << "AVX-512 kernel";
+  const rt::KernelIsa isa = rt::BestKernelIsa();  // AVX-512 VNNI or AVX2 tile kernels
+  if (isa < rt::KernelIsa::kAvx2) GTEST_SKIP() << "no tile kernels on this CPU";
+  const bool avx512 = isa == rt::KernelIsa::kAvx512;
   struct Case {
     int64_t rows, cols;
     uint32_t group;
@@ -420,7 +422,7 @@ TEST(Q4Tiles, Fixed16MatchesRowMajor) {
                  std::to_string(k.cols) + " group " + std::to_string(k.group));
     QuantMatrix m = MakeQuant(k.rows, k.cols, k.q4, k.group, false, 51);
     rt::Weight tiled = m.w;
-    ASSERT_TRUE(rt::TilesApply(tiled, rt::KernelIsa::kAvx512));
+    ASSERT_TRUE(rt::TilesApply(tiled, isa));
     rt::BuildTiles(tiled);
     ASSERT_EQ(tiled.tiled_rows, k.rows / 16 * 16);
     const int64_t rows = k.rows, cols = k.cols, row_bytes = rt::RowCodeBytes(m.w);
@@ -431,15 +433,15 @@ TEST(Q4Tiles, Fixed16MatchesRowMajor) {
       ASSERT_EQ(std::memcmp(row.data(), m.q.codes.data() + r * row_bytes, row_bytes), 0) << r;
     }
     std::vector<float> deq_ref(rows * cols), deq_tiled(rows * cols);
-    rt::DequantizeRows(m.w, 0, rows, deq_ref.data(), rt::KernelIsa::kAvx512);
-    rt::DequantizeRows(tiled, 0, rows, deq_tiled.data(), rt::KernelIsa::kAvx512);
+    rt::DequantizeRows(m.w, 0, rows, deq_ref.data(), isa);
+    rt::DequantizeRows(tiled, 0, rows, deq_tiled.data(), isa);
     EXPECT_EQ(deq_ref, deq_tiled);
     std::vector<float> one_row(cols);
     rt::DequantizeRow(tiled, rows - 1, one_row.data());
     EXPECT_TRUE(std::equal(one_row.begin(), one_row.end(), deq_ref.begin() + (rows - 1) * cols));
-    // Prefill panels straight from the tiles: bit for bit the panel of the
-    // dequantized rows; refused for ranges that do not cover whole tiles.
-    for (int64_t r0 = 0; r0 + 16 <= tiled.tiled_rows; r0 += 16) {
+    // Prefill panels straight from the tiles (AVX-512): bit for bit the panel
+    // of the dequantized rows; refused for ranges that do not cover whole tiles.
+    for (int64_t r0 = 0; avx512 && r0 + 16 <= tiled.tiled_rows; r0 += 16) {
       const int64_t r1 = std::min(tiled.tiled_rows, r0 + rt::kF32PanelRows);
       std::vector<float> want(rt::kF32PanelRows * cols), got(rt::kF32PanelRows * cols, -1.0f);
       rt::F32PackPanel(deq_ref.data() + r0 * cols, cols, r1 - r0, want.data());
@@ -456,7 +458,7 @@ TEST(Q4Tiles, Fixed16MatchesRowMajor) {
     for (int64_t tokens : {int64_t{1}, int64_t{2}}) {
       const auto x = RandomVector(tokens * cols, 53 + tokens);
       const rt::Fixed16Activations xa =
-          rt::PrepareFixed16(x.data(), cols, tokens, cols, layout, rt::KernelIsa::kAvx512);
+          rt::PrepareFixed16(x.data(), cols, tokens, cols, layout, isa);
       std::vector<float> ref(tokens * rows), got(tokens * rows, -1.0f);
       rt::Fixed16RowsScalar(m.w, 0, rows, bias.data(), xa, tokens, ref.data(), rows);
       rt::Fixed16Rows(tiled, 0, 5, bias.data(), xa, tokens, got.data(), rows);  // inside tile 0
@@ -467,7 +469,7 @@ TEST(Q4Tiles, Fixed16MatchesRowMajor) {
     auto x = RandomVector(cols, 60);
     x[cols - 1] = NAN;
     const rt::Fixed16Activations xn =
-        rt::PrepareFixed16(x.data(), cols, 1, cols, layout, rt::KernelIsa::kAvx512);
+        rt::PrepareFixed16(x.data(), cols, 1, cols, layout, isa);
     std::vector<float> y(rows);
     rt::Fixed16Rows(tiled, 0, rows, nullptr, xn, 1, y.data(), rows);
     for (int64_t r = 0; r < rows; ++r) EXPECT_TRUE(std::isnan(y[r])) << r;
