@@ -90,7 +90,7 @@ bool Runtime::Impl::DecodeTeamApplies(int64_t batch) const {
       return false;
   }
   if (hp.arch == Arch::kMamba1 &&
-      (hp.d_inner < 2 * kChannelBlock || !rt::Mamba1Step512Applies(hp.d_state)))
+      (hp.d_inner < 2 * kChannelBlock || !rt::Mamba1FusedStepApplies(hp.d_state)))
     return false;
   return decode_team == 1 || rt::WorthThreads(batch * 2 * hp.d_inner * hp.d_model, nt);
 }
@@ -197,7 +197,7 @@ void Runtime::Impl::Mamba1TeamMixer(int l, rt::DecodeTeamShared& c, int t, int t
     dt_proj.Run(c0, c1);
     rt::FakeQuantizeColumns(act[ActSite::kDtProjOutput], s.dt.data(), di, T, c0, c1);
     for (int64_t b = 0; b < batch; ++b) {
-      rt::Mamba1StepChannels512(ssm, b * di, c0, c1, N, s.conv_out.data() + b * di,
+      rt::Mamba1StepChannelsFused(ssm, b * di, c0, c1, N, s.conv_out.data() + b * di,
                                 s.dt.data() + b * di, s.dbc.data() + b * dbc_dim + R,
                                 s.proj.data() + b * ipd + di, w.a.data(), w.d.f32,
                                 s.y.data() + b * di);

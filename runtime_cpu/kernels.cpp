@@ -257,8 +257,8 @@ void Mamba1ScanChannels(int64_t L, int64_t d0, int64_t d1, int64_t N, const floa
                         const float* D, float* state, float* y, int64_t y_stride) {
   // Decode (one token): no time loop to amortize the generic loops'
   // transpose; the AVX-512 step runs over whole state vectors.
-  if (L == 1 && Mamba1Step512Applies(N)) {
-    return Mamba1StepChannels512(d0, d1, N, x, dt_raw, bc, z, A, D, state, y);
+  if (L == 1 && Mamba1FusedStepApplies(N)) {
+    return Mamba1StepChannelsFused(d0, d1, N, x, dt_raw, bc, z, A, D, state, y);
   }
   Mamba1ScanChannelsGeneric(L, d0, d1, N, x, x_stride, dt_raw, dt_stride, bc, bc_stride, z,
                             z_stride, A, D, state, y, y_stride);

@@ -42,15 +42,16 @@ void Mamba1ScanChannelsGeneric(int64_t L, int64_t d0, int64_t d1, int64_t N, con
                                int64_t z_stride, const float* A, const float* D, float* state,
                                float* y, int64_t y_stride);
 
-// The decode step (L = 1) with AVX-512, 16 channels at a time
-// (mamba1_step.cpp), when Mamba1Step512Applies(N): an AVX-512 CPU and
-// d_state a multiple of 16. Mamba1ScanChannels takes it for L = 1; the
+// The decode step (L = 1) fused over channel blocks, 16 channels at a time
+// with AVX-512 and 8 with AVX2 (mamba1_step.cpp), when
+// Mamba1FusedStepApplies(N): an AVX2 or AVX-512 CPU and d_state a multiple
+// of 16. Mamba1ScanChannels takes it for L = 1; the
 // mixer's decode calls the SsmStateRef form (runtime_impl.h), which also
 // reads and writes an int8 or f16 state in place. Arguments as
 // Mamba1ScanChannels for one token (x, dt_raw, z, y indexed by channel;
 // bc: B [N] then C [N]).
-bool Mamba1Step512Applies(int64_t N);
-void Mamba1StepChannels512(int64_t d0, int64_t d1, int64_t N, const float* x, const float* dt_raw,
+bool Mamba1FusedStepApplies(int64_t N);
+void Mamba1StepChannelsFused(int64_t d0, int64_t d1, int64_t N, const float* x, const float* dt_raw,
                            const float* bc, const float* z, const float* A, const float* D,
                            float* state, float* y);
 

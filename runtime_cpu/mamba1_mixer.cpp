@@ -64,13 +64,13 @@ void Runtime::Impl::Mamba1Mixer(int l, int64_t batch, int64_t seq_len, float* co
   // state is worth two threads. Decode (one token per sequence) with the
   // AVX-512 step steps an int8 / f16 state in place; otherwise the rows go
   // through the f32 scratch (state rows are channels).
-  const bool fused_step = recurrent && L == 1 && rt::Mamba1Step512Applies(N);
+  const bool fused_step = recurrent && L == 1 && rt::Mamba1FusedStepApplies(N);
 #pragma omp parallel for num_threads(nt) schedule(static) collapse(2) if (rt::WorthThreads(32 * T * di * N, nt))
   for (int64_t b = 0; b < batch; ++b) {
     for (int64_t blk = 0; blk < n_blocks; ++blk) {
       const int64_t d0 = blk * kChannelBlock, d1 = std::min(di, d0 + kChannelBlock);
       if (fused_step) {
-        rt::Mamba1StepChannels512(ssm, b * di, d0, d1, N, s.conv_out.data() + b * di,
+        rt::Mamba1StepChannelsFused(ssm, b * di, d0, d1, N, s.conv_out.data() + b * di,
                                   s.dt.data() + b * di, s.dbc.data() + b * dbc_dim + R,
                                   s.proj.data() + b * ipd + di, w.a.data(), w.d.f32,
                                   s.y.data() + b * di);

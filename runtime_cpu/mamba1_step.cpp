@@ -1,5 +1,6 @@
-// The Mamba1 decode step (one token) on AVX-512 for d_state a multiple of
-// 16, straight on the layer's state storage (f32, int8 codes or f16).
+// The Mamba1 decode step (one token) on AVX-512 or AVX2 for d_state a
+// multiple of 16, straight on the layer's state storage (f32, int8 codes or
+// f16). The AVX2 form (StepBlocksAvx2) takes 8 channels per block.
 //
 // Per channel d with N state values the step is
 //   s[n] = exp(dt*A[d][n]) * s[n] + (dt*x) * B[n];  y = (C . s + D*x) * silu(z),
@@ -19,6 +20,7 @@
 // registers instead of through the f32 scratch.
 #include <algorithm>
 
+#include "runtime_cpu/activations256.h"
 #include "runtime_cpu/activations512.h"
 #include "runtime_cpu/kernels.h"
 #include "runtime_cpu/runtime_impl.h"
@@ -52,6 +54,8 @@ struct F32Rows {
   }
   SSMQ_TARGET_AVX512 __m512 Load(int64_t n) const { return _mm512_loadu_ps(row + n); }
   SSMQ_TARGET_AVX512 void Store(int64_t n, __m512 v) const { _mm512_storeu_ps(row + n, v); }
+  SSMQ_TARGET_AVX2 __m256 Load8(int64_t n) const { return _mm256_loadu_ps(row + n); }
+  SSMQ_TARGET_AVX2 void Store8(int64_t n, __m256 v) const { _mm256_storeu_ps(row + n, v); }
 };
 
 // f16 rows: vcvtph2ps / vcvtps2ph with round to nearest even (as
@@ -71,6 +75,13 @@ struct HalfRows {
   SSMQ_TARGET_AVX512 void Store(int64_t n, __m512 v) const {
     _mm256_storeu_si256(reinterpret_cast<__m256i*>(row + n),
                         _mm512_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+  }
+  SSMQ_TARGET_AVX2 __m256 Load8(int64_t n) const {
+    return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(row + n)));
+  }
+  SSMQ_TARGET_AVX2 void Store8(int64_t n, __m256 v) const {
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(row + n),
+                     _mm256_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
   }
 };
 
@@ -122,6 +133,19 @@ struct Int8Rows {
     _mm_storeu_si128(reinterpret_cast<__m128i*>(row + n),
                      _mm512_cvtsepi32_epi8(_mm512_cvtps_epi32(q)));
   }
+  SSMQ_TARGET_AVX2 __m256 Load8(int64_t n) const {
+    const __m256i c32 =
+        _mm256_cvtepi8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(row + n)));
+    return _mm256_mul_ps(_mm256_cvtepi32_ps(c32), _mm256_loadu_ps(scale + n));
+  }
+  SSMQ_TARGET_AVX2 void Store8(int64_t n, __m256 v) const {
+    const __m256 lo = _mm256_set1_ps(-127.0f), hi = _mm256_set1_ps(127.0f);
+    __m256 q = _mm256_mul_ps(v, _mm256_loadu_ps(inv + n));
+    q = _mm256_min_ps(_mm256_max_ps(q, lo), hi);  // max_ps(NaN, lo) = lo, as the AVX-512 Store
+    const __m256i c32 = _mm256_cvtps_epi32(q);
+    const __m128i c16 = _mm_packs_epi32(_mm256_castsi256_si128(c32), _mm256_extracti128_si256(c32, 1));
+    _mm_storel_epi64(reinterpret_cast<__m128i*>(row + n), _mm_packs_epi16(c16, c16));
+  }
 };
 
 // Channels [d0, d1) of one sequence, state row of channel d: row0 + d. A
@@ -166,30 +190,82 @@ SSMQ_TARGET_AVX512 void StepBlocks(Rows rows, int64_t row0, int64_t d0, int64_t 
   }
 }
 
+// StepBlocks on AVX2: 8 channels per block (softplus and silu as 8-lane
+// vectors, the 8 channels' C . s sums reduced together), each channel's
+// state row as 8-float vectors; the tail block loads and stores masked.
+template <class Rows>
+SSMQ_TARGET_AVX2 void StepBlocksAvx2(Rows rows, int64_t row0, int64_t d0, int64_t d1, int64_t N,
+                                     const float* x, const float* dt_raw, const float* bc,
+                                     const float* z, const float* A, const float* D, float* y) {
+  const float* B = bc;
+  const float* C = bc + N;
+  rows.Seek(row0 + d0);
+  alignas(32) float dt[8], dx[8];
+  __m256 acc[8];
+  const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+  for (int64_t c = d0; c < d1; c += 8) {
+    const int nb = static_cast<int>(std::min<int64_t>(8, d1 - c));
+    const __m256i m = _mm256_cmpgt_epi32(_mm256_set1_epi32(nb), lane);
+    const __m256 xv = _mm256_maskload_ps(x + c, m);
+    const __m256 dtv = Softplus256(_mm256_maskload_ps(dt_raw + c, m));
+    _mm256_store_ps(dt, dtv);
+    _mm256_store_ps(dx, _mm256_mul_ps(dtv, xv));
+    for (int j = 0; j < nb; ++j) {
+      const __m256 dt_j = _mm256_set1_ps(dt[j]), dx_j = _mm256_set1_ps(dx[j]);
+      const float* a = A + (c + j) * N;
+      rows.Prefetch(kStepPrefetchRows);  // past the layer's end: harmless (never faults)
+      for (int64_t n = 0; n < N; n += 16) PrefetchRead(a + kStepPrefetchRows * N + n);
+      __m256 sum = _mm256_setzero_ps();
+      for (int64_t n = 0; n < N; n += 8) {
+        const __m256 decay = FastExp256(_mm256_mul_ps(dt_j, _mm256_loadu_ps(a + n)));
+        const __m256 s = _mm256_fmadd_ps(decay, rows.Load8(n),
+                                         _mm256_mul_ps(dx_j, _mm256_loadu_ps(B + n)));
+        rows.Store8(n, s);
+        sum = _mm256_fmadd_ps(s, _mm256_loadu_ps(C + n), sum);
+      }
+      acc[j] = sum;
+      rows.Next();
+    }
+    for (int j = nb; j < 8; ++j) acc[j] = _mm256_setzero_ps();
+    const __m256 out = _mm256_fmadd_ps(_mm256_maskload_ps(D + c, m), xv, ReduceAdd256x8(acc));
+    _mm256_maskstore_ps(y + c, m, _mm256_mul_ps(out, Silu256(_mm256_maskload_ps(z + c, m))));
+  }
+}
+
 #endif  // SSMQ_HAVE_X86_KERNELS
 
 }  // namespace
 
-bool Mamba1Step512Applies(int64_t N) {
+bool Mamba1FusedStepApplies(int64_t N) {
 #ifdef SSMQ_HAVE_X86_KERNELS
-  return N % 16 == 0 && CpuIsa() == KernelIsa::kAvx512;
+  return N % 16 == 0 && CpuIsa() >= KernelIsa::kAvx2;
 #else
   (void)N;
   return false;
 #endif
 }
 
-void Mamba1StepChannels512(int64_t d0, int64_t d1, int64_t N, const float* x, const float* dt_raw,
+void Mamba1StepChannelsFused(int64_t d0, int64_t d1, int64_t N, const float* x, const float* dt_raw,
                            const float* bc, const float* z, const float* A, const float* D,
                            float* state, float* y) {
-  Mamba1StepChannels512(SsmStateRef{.f32 = state}, 0, d0, d1, N, x, dt_raw, bc, z, A, D, y);
+  Mamba1StepChannelsFused(SsmStateRef{.f32 = state}, 0, d0, d1, N, x, dt_raw, bc, z, A, D, y);
 }
 
-void Mamba1StepChannels512(const SsmStateRef& ssm, int64_t row0, int64_t d0, int64_t d1,
+void Mamba1StepChannelsFused(const SsmStateRef& ssm, int64_t row0, int64_t d0, int64_t d1,
                            int64_t N, const float* x, const float* dt_raw, const float* bc,
                            const float* z, const float* A, const float* D, float* y) {
 #ifdef SSMQ_HAVE_X86_KERNELS
-  if (Mamba1Step512Applies(N)) {
+  if (Mamba1FusedStepApplies(N) && CpuIsa() == KernelIsa::kAvx2) {
+    if (ssm.codes) {
+      return StepBlocksAvx2(Int8Rows{ssm.codes, ssm.sq}, row0, d0, d1, N, x, dt_raw, bc, z, A, D,
+                            y);
+    }
+    if (ssm.half) {
+      return StepBlocksAvx2(HalfRows{ssm.half, N}, row0, d0, d1, N, x, dt_raw, bc, z, A, D, y);
+    }
+    return StepBlocksAvx2(F32Rows{ssm.f32, N}, row0, d0, d1, N, x, dt_raw, bc, z, A, D, y);
+  }
+  if (Mamba1FusedStepApplies(N)) {
     if (ssm.codes) {
       return StepBlocks(Int8Rows{ssm.codes, ssm.sq}, row0, d0, d1, N, x, dt_raw, bc, z, A, D, y);
     }

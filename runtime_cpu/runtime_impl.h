@@ -94,10 +94,10 @@ struct SsmStateRef {
 // whose channel d is state row row0 + d, straight on the state storage: an
 // int8 cache or f16 state is read and written in registers (no f32 copy),
 // 16 channels at a time, with AVX-512 and d_state a multiple of 16
-// (Mamba1Step512Applies, kernels.h; mamba1_step.cpp). Same arithmetic as
+// (Mamba1FusedStepApplies, kernels.h; mamba1_step.cpp). Same arithmetic as
 // Load + Mamba1ScanChannels(L = 1) + Store. Elsewhere it is exactly that.
 // x, dt_raw, z, y: the sequence's rows [d_inner]; bc: its B [N] then C [N].
-void Mamba1StepChannels512(const SsmStateRef& ssm, int64_t row0, int64_t d0, int64_t d1,
+void Mamba1StepChannelsFused(const SsmStateRef& ssm, int64_t row0, int64_t d0, int64_t d1,
                            int64_t N, const float* x, const float* dt_raw, const float* bc,
                            const float* z, const float* A, const float* D, float* y);
 

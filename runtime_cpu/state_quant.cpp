@@ -1,5 +1,5 @@
 // The int8 SSM-state cache (site ssm_state). Prefill (and a Step without
-// the AVX-512 step kernels: Mamba2StepHeadInt8 below, Mamba1StepChannels512
+// the AVX-512 step kernels: Mamba2StepHeadInt8 below, Mamba1StepChannelsFused
 // in mamba1_step.cpp, which convert in registers) dequantizes and
 // requantizes a layer's whole state, so both loops are plain element-wise
 // code the compiler vectorizes (SSMQ_HOT: AVX2 clone where available):

@@ -18,6 +18,7 @@
 #include "convert/safetensors.h"
 #include "format/quant.h"
 #include "runtime_cpu/activations.h"
+#include "runtime_cpu/activations256.h"
 #include "runtime_cpu/activations512.h"
 #include "runtime_cpu/kernels.h"
 #include "runtime_cpu/quant_matmul.h"
@@ -313,21 +314,25 @@ TEST_P(Mamba1Scan, MatchesFormula) {
 }
 
 #ifdef SSMQ_HAVE_X86_KERNELS
-// Softplus512 / Silu512 over n values (a multiple of 16), and the scalar
-// functions compiled for the same target (with FMA: what the AVX-512 kernels
-// that called them used).
-SSMQ_TARGET_AVX512 void Softplus512Rows(const float* v, int64_t n, float* out) {
+// Softplus512 / Silu512 (16 lanes) and Softplus256 / Silu256 (8 lanes) over
+// n values (a multiple of 16), and the scalar functions compiled for the
+// same targets (with FMA: what the kernels that called them used).
+SSMQ_TARGET_AVX512 void Activations512Rows(const float* v, int64_t n, float* sp, float* si) {
   for (int64_t i = 0; i < n; i += 16) {
-    _mm512_storeu_ps(out + i, rt::Softplus512(_mm512_loadu_ps(v + i)));
+    _mm512_storeu_ps(sp + i, rt::Softplus512(_mm512_loadu_ps(v + i)));
+    _mm512_storeu_ps(si + i, rt::Silu512(_mm512_loadu_ps(v + i)));
   }
 }
-SSMQ_TARGET_AVX512 void Silu512Rows(const float* v, int64_t n, float* out) {
-  for (int64_t i = 0; i < n; i += 16) {
-    _mm512_storeu_ps(out + i, rt::Silu512(_mm512_loadu_ps(v + i)));
+SSMQ_TARGET_AVX2 void Activations256Rows(const float* v, int64_t n, float* sp, float* si) {
+  for (int64_t i = 0; i < n; i += 8) {
+    _mm256_storeu_ps(sp + i, rt::Softplus256(_mm256_loadu_ps(v + i)));
+    _mm256_storeu_ps(si + i, rt::Silu256(_mm256_loadu_ps(v + i)));
   }
 }
 SSMQ_TARGET_AVX512 __attribute__((noinline)) float SoftplusFma(float v) { return rt::Softplus(v); }
 SSMQ_TARGET_AVX512 __attribute__((noinline)) float SiluFma(float v) { return rt::Silu(v); }
+SSMQ_TARGET_AVX2 __attribute__((noinline)) float SoftplusFma256(float v) { return rt::Softplus(v); }
+SSMQ_TARGET_AVX2 __attribute__((noinline)) float SiluFma256(float v) { return rt::Silu(v); }
 #endif
 
 // Distance in units in the last place between two finite floats of one sign.
@@ -335,16 +340,15 @@ int64_t UlpDistance(float a, float b) {
   return std::abs(int64_t{std::bit_cast<int32_t>(a)} - int64_t{std::bit_cast<int32_t>(b)});
 }
 
-// The 16-lane activations against the scalar ones over the whole range:
+// The vector activations against the scalar ones over the whole range:
 // below exp's range, tiny softplus (e below half an ulp of 1), the threshold
 // 20, large |x|. Against the scalar functions compiled with FMA (GCC 12
 // contracts them exactly where the vector code has its FMAs: measured 0 ulp
 // apart) within 2 ulp, so other contraction choices pass; against this
 // file's baseline (no FMA) build within 4 ulp (measured 3, silu of x near
 // -17 where exp(-x) is large).
-TEST(RuntimeKernels, Softplus512AndSilu512MatchScalar) {
-  if (rt::BestKernelIsa() < rt::KernelIsa::kAvx512) GTEST_SKIP() << "no AVX-512";
-#ifdef SSMQ_HAVE_X86_KERNELS
+void CheckVectorActivations(void (*rows)(const float*, int64_t, float*, float*),
+                            float (*softplus_fma)(float), float (*silu_fma)(float)) {
   std::vector<float> v;
   for (float a = -120.0f; a <= 120.0f; a += 0.00731f) v.push_back(a);
   for (float a = 1e-30f; a < 10.0f; a *= 1.01f) v.push_back(-a), v.push_back(a);
@@ -352,11 +356,10 @@ TEST(RuntimeKernels, Softplus512AndSilu512MatchScalar) {
                      -1e30f});
   while (v.size() % 16) v.push_back(1.0f);
   std::vector<float> sp(v.size()), si(v.size());
-  Softplus512Rows(v.data(), int64_t(v.size()), sp.data());
-  Silu512Rows(v.data(), int64_t(v.size()), si.data());
+  rows(v.data(), int64_t(v.size()), sp.data(), si.data());
   int64_t worst_sp = 0, worst_si = 0, worst_sp_plain = 0, worst_si_plain = 0;
   for (size_t i = 0; i < v.size(); ++i) {
-    const float want_sp = SoftplusFma(v[i]), want_si = SiluFma(v[i]);
+    const float want_sp = softplus_fma(v[i]), want_si = silu_fma(v[i]);
     if (want_sp == 0.0f) {
       EXPECT_EQ(sp[i], 0.0f) << v[i];
     } else {
@@ -374,11 +377,24 @@ TEST(RuntimeKernels, Softplus512AndSilu512MatchScalar) {
   EXPECT_LE(worst_si, 2);
   EXPECT_LE(worst_sp_plain, 4);
   EXPECT_LE(worst_si_plain, 4);
+}
+
+TEST(RuntimeKernels, Softplus512AndSilu512MatchScalar) {
+  if (rt::BestKernelIsa() < rt::KernelIsa::kAvx512) GTEST_SKIP() << "no AVX-512";
+#ifdef SSMQ_HAVE_X86_KERNELS
+  CheckVectorActivations(Activations512Rows, SoftplusFma, SiluFma);
+#endif
+}
+
+TEST(RuntimeKernels, Softplus256AndSilu256MatchScalar) {
+  if (rt::BestKernelIsa() < rt::KernelIsa::kAvx2) GTEST_SKIP() << "no AVX2";
+#ifdef SSMQ_HAVE_X86_KERNELS
+  CheckVectorActivations(Activations256Rows, SoftplusFma256, SiluFma256);
 #endif
 }
 
 // The decode step on AVX-512 straight on the state storage
-// (Mamba1StepChannels512 with an f32, int8 or f16 SsmStateRef) against the
+// (Mamba1StepChannelsFused with an f32, int8 or f16 SsmStateRef) against the
 // generic path: Load (dequantize / convert) -> Mamba1ScanChannelsGeneric
 // with L = 1 -> Store. d_inner 50 (three whole 16-channel blocks and a
 // tail), two sequences, the channels in two calls ([0, 20) and [20, 50):
@@ -402,7 +418,7 @@ INSTANTIATE_TEST_SUITE_P(RuntimeKernels, Mamba1FusedStep, ::testing::Values(16, 
                          });
 
 TEST_P(Mamba1FusedStep, MatchesLoadScanStore) {
-  if (rt::BestKernelIsa() < rt::KernelIsa::kAvx512) GTEST_SKIP() << "no AVX-512";
+  if (rt::BestKernelIsa() < rt::KernelIsa::kAvx2) GTEST_SKIP() << "no AVX2";
   const int64_t N = GetParam(), di = 50, batch = 2, rows = batch * di, steps = 6;
   const auto A = RandomVector(di * N, 40, -3.0f, -0.1f), D = RandomVector(di, 41);
   rt::StateQuant sq;
@@ -454,7 +470,7 @@ TEST_P(Mamba1FusedStep, MatchesLoadScanStore) {
                                         A.data(), D.data(), f32_ref.data() + b * di * N,
                                         y_ref.data() + b * di, di);
           reference.Store(b * di + d0, d1 - d0);
-          rt::Mamba1StepChannels512(fused, b * di, d0, d1, N, xb, dtb, bcb, zb, A.data(),
+          rt::Mamba1StepChannelsFused(fused, b * di, d0, d1, N, xb, dtb, bcb, zb, A.data(),
                                     D.data(), y_new.data() + b * di);
         }
       }
