@@ -760,6 +760,23 @@ SSMQ_AVX2 inline __m256i BroadcastDword256(const void* p) {
   return _mm256_broadcastd_epi32(_mm_loadu_si32(p));
 }
 
+// 32 tile bytes (8 rows x 8 Q4 codes) times the even / odd activation
+// dwords: per row lane, two int16 pair sums of code · a (each <= 3840).
+SSMQ_AVX2 inline __m256i Q4PairSums(const uint8_t* p, __m256i xe, __m256i xo, __m256i low4) {
+  const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
+  const __m256i even = _mm256_and_si256(v, low4);
+  const __m256i odd = _mm256_and_si256(_mm256_srli_epi16(v, 4), low4);
+  return _mm256_add_epi16(_mm256_maddubs_epi16(even, xe), _mm256_maddubs_epi16(odd, xo));
+}
+
+// 32 tile bytes (8 rows x 4 biased Q8 codes) times an activation dword:
+// per row lane, the int32 sum of q · a over the 4 columns (sign trick).
+SSMQ_AVX2 inline __m256i Q8Dot(const uint8_t* p, __m256i xa, __m256i bias128, __m256i ones) {
+  const __m256i q =
+      _mm256_xor_si256(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)), bias128);
+  return _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_abs_epi8(q), _mm256_sign_epi8(xa, q)), ones);
+}
+
 // Gather indices of 8 rows' scales: lane i -> i · groups_per_row.
 SSMQ_AVX2 inline __m256i HalfTileScaleIndex(int64_t groups_per_row) {
   return _mm256_mullo_epi32(_mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7),
@@ -807,20 +824,17 @@ SSMQ_AVX2 void TiledInt8Q4Avx2(const Int8Args& a, const Int8Prep& prep, int64_t 
       const uint8_t* pb = p + (c / 128) * 1024;
       const int8_t* x = qs + c;  // dword k: even columns 8k.. (bytes 4k), odd (64 + 4k)
       for (int k4 = 0; k4 < 16; k4 += 4) {
-        __m256i s16[2] = {_mm256_setzero_si256(), _mm256_setzero_si256()};
-#pragma GCC unroll 4
+        __m256i s16_0 = _mm256_setzero_si256(), s16_1 = _mm256_setzero_si256();
         for (int k = k4; k < k4 + 4; ++k) {
           PrefetchRead(pb + k * 64 + ahead);
           const __m256i xe = BroadcastDword256(x + 4 * k), xo = BroadcastDword256(x + 64 + 4 * k);
-          for (int h = 0; h < 2; ++h) {
-            const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(pb + k * 64 + 32 * h));
-            const __m256i even = _mm256_and_si256(v, low4);
-            const __m256i odd = _mm256_and_si256(_mm256_srli_epi16(v, 4), low4);
-            s16[h] = _mm256_add_epi16(s16[h], _mm256_add_epi16(_mm256_maddubs_epi16(even, xe),
-                                                               _mm256_maddubs_epi16(odd, xo)));
-          }
+          s16_0 = _mm256_add_epi16(s16_0, Q4PairSums(pb + k * 64, xe, xo, low4));
+          s16_1 = _mm256_add_epi16(s16_1, Q4PairSums(pb + k * 64 + 32, xe, xo, low4));
+          SSMQ_PIN_VECTOR(s16_0);
+          SSMQ_PIN_VECTOR(s16_1);
         }
-        for (int h = 0; h < 2; ++h) sum[h] = _mm256_add_epi32(sum[h], _mm256_madd_epi16(s16[h], ones));
+        sum[0] = _mm256_add_epi32(sum[0], _mm256_madd_epi16(s16_0, ones));
+        sum[1] = _mm256_add_epi32(sum[1], _mm256_madd_epi16(s16_1, ones));
       }
     }
     const __m256i zsum = _mm256_set1_epi32(8 * prep.asum[t * prep.n_blocks + block_index]);
@@ -845,25 +859,26 @@ SSMQ_AVX2 void TiledInt8Q8Avx2(const Int8Args& a, const Int8Prep& prep, int64_t 
   __m256 facc[2] = {_mm256_setzero_ps(), _mm256_setzero_ps()};
   for (int64_t c0 = 0; c0 < cols; c0 += B) {
     walk.Seek(c0);
-    __m256i sum[2][2];
-    for (int h = 0; h < 2; ++h) sum[h][0] = sum[h][1] = _mm256_setzero_si256();
+    // [half][chain]: two chains per half over alternating chunks
+    __m256i s00 = _mm256_setzero_si256(), s01 = s00, s10 = s00, s11 = s00;
     for (int64_t c = c0; c < c0 + B; c += 64) {
       const uint8_t* pb = p + c * kWeightTileRows;  // dword c / 4, 16 lanes of 4 bytes
       const int8_t* x = qt + c;
-#pragma GCC unroll 16
-      for (int k = 0; k < 16; ++k) {
+      for (int k = 0; k < 16; k += 2) {
         PrefetchRead(pb + k * 64 + ahead);
-        const __m256i xa = BroadcastDword256(x + 4 * k);
-        for (int h = 0; h < 2; ++h) {
-          const __m256i q = _mm256_xor_si256(
-              _mm256_loadu_si256(reinterpret_cast<const __m256i*>(pb + k * 64 + 32 * h)), bias128);
-          const __m256i p16 = _mm256_maddubs_epi16(_mm256_abs_epi8(q), _mm256_sign_epi8(xa, q));
-          sum[h][k & 1] = _mm256_add_epi32(sum[h][k & 1], _mm256_madd_epi16(p16, ones));
-        }
+        PrefetchRead(pb + k * 64 + 64 + ahead);
+        const __m256i xa0 = BroadcastDword256(x + 4 * k), xa1 = BroadcastDword256(x + 4 * k + 4);
+        s00 = _mm256_add_epi32(s00, Q8Dot(pb + k * 64, xa0, bias128, ones));
+        s10 = _mm256_add_epi32(s10, Q8Dot(pb + k * 64 + 32, xa0, bias128, ones));
+        s01 = _mm256_add_epi32(s01, Q8Dot(pb + k * 64 + 64, xa1, bias128, ones));
+        s11 = _mm256_add_epi32(s11, Q8Dot(pb + k * 64 + 96, xa1, bias128, ones));
+        SSMQ_PIN_VECTOR(s00);
+        SSMQ_PIN_VECTOR(s01);
+        SSMQ_PIN_VECTOR(s10);
+        SSMQ_PIN_VECTOR(s11);
       }
     }
-    const __m256i isum[2] = {_mm256_add_epi32(sum[0][0], sum[0][1]),
-                             _mm256_add_epi32(sum[1][0], sum[1][1])};
+    const __m256i isum[2] = {_mm256_add_epi32(s00, s01), _mm256_add_epi32(s10, s11)};
     AddTileBlockAvx2(facc, isum, walk, tile_scales, ng, scale_index);
   }
   StoreTileRowsAvx2(a, tile, t, facc);

@@ -236,7 +236,9 @@ SSMQ_AVX2 void HalfTileAvx2(const Weight& w, int64_t r, const float* const* xs, 
   __m256 a0[NT], a1[NT];
   for (int k = 0; k < NT; ++k) a0[k] = _mm256_setzero_ps(), a1[k] = _mm256_setzero_ps();
   int64_t c = 0;
+  const int64_t ahead = kPrefetchRows * cols;  // as RowTile512: rows are one stream
   for (; c + 16 <= cols; c += 16) {
+    if (c % 32 == 0) PrefetchRead(h + c + ahead);  // one 64-byte line per 32 values
     const __m256 w0 = LoadHalfx8<kBf16>(h + c), w1 = LoadHalfx8<kBf16>(h + c + 8);
     for (int k = 0; k < NT; ++k) {
       a0[k] = _mm256_fmadd_ps(w0, _mm256_loadu_ps(xs[k] + c), a0[k]);

@@ -124,6 +124,12 @@ inline constexpr int64_t kPrefetchRows = 16;
 inline constexpr int64_t kStatePrefetchBytes = 4096;
 inline void PrefetchRead(const void* p) { __builtin_prefetch(p, 0, 2); }
 
+// Pins a vector accumulator in a register at this point of a loop. GCC's
+// reassociation otherwise turns a chain of integer adds over an unrolled
+// loop into a tree: every product is computed first and kept on the stack
+// (seen in the AVX2 tile kernels: 64 ymm spills per tile, with 16 registers).
+#define SSMQ_PIN_VECTOR(v) __asm__("" : "+x"(v))
+
 // The widest kernel family this CPU runs; decided once.
 enum class KernelIsa { kScalar, kAvx2, kAvx512 };
 KernelIsa CpuIsa();

@@ -209,6 +209,22 @@ SSMQ_TARGET_AVX2 inline __m256 HalfTileScales(const float* group_scales, int64_t
                  : _mm256_i32gather_ps(group_scales, scale_index, 4);
 }
 
+// 32 tile bytes (8 rows x 8 Q4 codes) against the four activation dwords of
+// their columns: adds the rows' int16 pair sums of code · hi to h, of
+// code · lo to l.
+SSMQ_TARGET_AVX2 inline void AddHiLo(const uint8_t* p, __m256i he, __m256i ho, __m256i le,
+                                     __m256i lodd, __m256i low4, __m256i& h, __m256i& l) {
+  const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
+  const __m256i even = _mm256_and_si256(v, low4);
+  const __m256i odd = _mm256_and_si256(_mm256_srli_epi16(v, 4), low4);
+  h = _mm256_add_epi16(h, _mm256_add_epi16(_mm256_maddubs_epi16(even, he),
+                                           _mm256_maddubs_epi16(odd, ho)));
+  l = _mm256_add_epi16(l, _mm256_add_epi16(_mm256_maddubs_epi16(even, le),
+                                           _mm256_maddubs_epi16(odd, lodd)));
+  SSMQ_PIN_VECTOR(h);
+  SSMQ_PIN_VECTOR(l);
+}
+
 SSMQ_TARGET_AVX2 void TileAvx2(const Weight& w, int64_t tile, const int8_t* xb,
                                const float* xscale, const int32_t* block_sums,
                                __m256i scale_index, const float* bias, float* out) {
@@ -226,29 +242,21 @@ SSMQ_TARGET_AVX2 void TileAvx2(const Weight& w, int64_t tile, const int8_t* xb,
     __m256i hi[2] = {_mm256_setzero_si256(), _mm256_setzero_si256()};
     __m256i lo[2] = {_mm256_setzero_si256(), _mm256_setzero_si256()};
     for (int k4 = 0; k4 < kChunksPerBlock; k4 += 4) {
-      __m256i hi16[2] = {_mm256_setzero_si256(), _mm256_setzero_si256()};
-      __m256i lo16[2] = {_mm256_setzero_si256(), _mm256_setzero_si256()};
-#pragma GCC unroll 4
+      // int16 sums of 4 chunks: [hi / lo][half]
+      __m256i h0 = _mm256_setzero_si256(), h1 = h0, l0 = h0, l1 = h0;
       for (int k = k4; k < k4 + 4; ++k) {
         PrefetchRead(pb + k * kChunkBytes + ahead);
         const __m256i he = BroadcastDwordAvx2(x + 4 * k), ho = BroadcastDwordAvx2(x + 64 + 4 * k);
         const __m256i le = BroadcastDwordAvx2(x + 128 + 4 * k);
         const __m256i lodd = BroadcastDwordAvx2(x + 192 + 4 * k);
-        for (int h = 0; h < 2; ++h) {
-          const __m256i v =
-              _mm256_loadu_si256(reinterpret_cast<const __m256i*>(pb + k * kChunkBytes + 32 * h));
-          const __m256i even = _mm256_and_si256(v, low4);
-          const __m256i odd = _mm256_and_si256(_mm256_srli_epi16(v, 4), low4);
-          hi16[h] = _mm256_add_epi16(hi16[h], _mm256_add_epi16(_mm256_maddubs_epi16(even, he),
-                                                               _mm256_maddubs_epi16(odd, ho)));
-          lo16[h] = _mm256_add_epi16(lo16[h], _mm256_add_epi16(_mm256_maddubs_epi16(even, le),
-                                                               _mm256_maddubs_epi16(odd, lodd)));
-        }
+        const uint8_t* chunk = pb + k * kChunkBytes;
+        AddHiLo(chunk, he, ho, le, lodd, low4, h0, l0);
+        AddHiLo(chunk + 32, he, ho, le, lodd, low4, h1, l1);
       }
-      for (int h = 0; h < 2; ++h) {
-        hi[h] = _mm256_add_epi32(hi[h], _mm256_madd_epi16(hi16[h], ones));
-        lo[h] = _mm256_add_epi32(lo[h], _mm256_madd_epi16(lo16[h], ones));
-      }
+      hi[0] = _mm256_add_epi32(hi[0], _mm256_madd_epi16(h0, ones));
+      hi[1] = _mm256_add_epi32(hi[1], _mm256_madd_epi16(h1, ones));
+      lo[0] = _mm256_add_epi32(lo[0], _mm256_madd_epi16(l0, ones));
+      lo[1] = _mm256_add_epi32(lo[1], _mm256_madd_epi16(l1, ones));
     }
     const __m256i zero_point = _mm256_set1_epi32(-8 * block_sums[b]);
     const __m256 xs = _mm256_set1_ps(xscale[b]);
@@ -292,6 +300,7 @@ SSMQ_TARGET_AVX2 void TileQ8Avx2(const Weight& w, int64_t tile, const int16_t* v
           const __m256i u = _mm256_cvtepu8_epi16(_mm_loadu_si128(
               reinterpret_cast<const __m128i*>(pb + k * kChunkBytes + 32 * h + 16 * q)));
           sum[h][q] = _mm256_add_epi32(sum[h][q], _mm256_madd_epi16(u, xv));
+          SSMQ_PIN_VECTOR(sum[h][q]);
         }
       }
     }

@@ -49,7 +49,8 @@ namespace ssmq::rt {
 
 inline constexpr int64_t kWeightTileRows = 16;
 
-// Q4 without zero points or Q8, fixed16 shapes (Fixed16Applies), AVX-512, >= 16 rows.
+// Q4 without zero points or Q8, fixed16 shapes (Fixed16Applies), AVX-512 or
+// AVX2 (its tile kernels: weight_tiles.cpp, int8_matmul.cpp), >= 16 rows.
 // int8_input (the weight only ever meets int8 activations at decode): also
 // Q8 whose groups are multiples of 64 columns and divide the row, which only
 // the int8 tile kernel reads (w8a8's 64-column dt_proj at 370m: per row one
