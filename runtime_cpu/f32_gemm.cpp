@@ -163,7 +163,101 @@ SSMQ_TARGET_AVX512 void PanelSpan(const float* panel, int64_t c0, int64_t c1, in
   }
 }
 
+// AVX2 + FMA: the same spans, in sub-tiles that fit 16 ymm registers. One
+// sub-tile is 16 rows (2 vectors of 8) x 6 tokens: 12 accumulators, 2 panel
+// loads and 6 broadcasts per column for 12 FMAs. A span runs the panel's two
+// row halves against the tile's two token halves (4 sub-tiles; halves with
+// no valid rows or tokens are skipped); the span of the panel (16 KiB) and
+// of the token tile (6 KiB) stay in L1 across them.
+template <bool kFirst>
+SSMQ_TARGET_AVX2 inline void PanelSubTileAvx2(const float* panel, int64_t c0, int64_t c1,
+                                              int64_t rows_left, const float* bias,
+                                              const float* xt, int64_t n_valid, float* y,
+                                              int64_t y_stride) {
+  constexpr int NT = 6;
+  __m256 a00 = _mm256_setzero_ps(), a01 = a00, a10 = a00, a11 = a00, a20 = a00, a21 = a00,
+         a30 = a00, a31 = a00, a40 = a00, a41 = a00, a50 = a00, a51 = a00;
+  const float* pc = panel + c0 * kF32PanelRows;
+  const float* xc = xt + c0 * kF32TileTokens;
+  for (int64_t c = c0; c < c1; ++c, pc += kF32PanelRows, xc += kF32TileTokens) {
+    const __m256 w0 = _mm256_loadu_ps(pc), w1 = _mm256_loadu_ps(pc + 8);
+    __m256 xv = _mm256_broadcast_ss(xc + 0);
+    a00 = _mm256_fmadd_ps(w0, xv, a00), a01 = _mm256_fmadd_ps(w1, xv, a01);
+    xv = _mm256_broadcast_ss(xc + 1);
+    a10 = _mm256_fmadd_ps(w0, xv, a10), a11 = _mm256_fmadd_ps(w1, xv, a11);
+    xv = _mm256_broadcast_ss(xc + 2);
+    a20 = _mm256_fmadd_ps(w0, xv, a20), a21 = _mm256_fmadd_ps(w1, xv, a21);
+    xv = _mm256_broadcast_ss(xc + 3);
+    a30 = _mm256_fmadd_ps(w0, xv, a30), a31 = _mm256_fmadd_ps(w1, xv, a31);
+    xv = _mm256_broadcast_ss(xc + 4);
+    a40 = _mm256_fmadd_ps(w0, xv, a40), a41 = _mm256_fmadd_ps(w1, xv, a41);
+    xv = _mm256_broadcast_ss(xc + 5);
+    a50 = _mm256_fmadd_ps(w0, xv, a50), a51 = _mm256_fmadd_ps(w1, xv, a51);
+  }
+  const __m256 acc[NT][2] = {{a00, a01}, {a10, a11}, {a20, a21},
+                             {a30, a31}, {a40, a41}, {a50, a51}};
+  if (rows_left >= 16) {
+    __m256 b0 = _mm256_setzero_ps(), b1 = b0;
+    if (kFirst && bias) b0 = _mm256_loadu_ps(bias), b1 = _mm256_loadu_ps(bias + 8);
+    for (int k = 0; k < NT && k < n_valid; ++k) {
+      float* yk = y + k * y_stride;
+      if constexpr (!kFirst) b0 = _mm256_loadu_ps(yk), b1 = _mm256_loadu_ps(yk + 8);
+      _mm256_storeu_ps(yk, _mm256_add_ps(acc[k][0], b0));
+      _mm256_storeu_ps(yk + 8, _mm256_add_ps(acc[k][1], b1));
+    }
+    return;
+  }
+  // Fewer than 16 rows: lanes masked (a lane is on when its sign bit is set).
+  const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+  const __m256i m0 = _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(rows_left)), lane);
+  const __m256i m1 =
+      _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(rows_left - 8)), lane);
+  for (int k = 0; k < NT && k < n_valid; ++k) {
+    float* yk = y + k * y_stride;
+    __m256 b0 = _mm256_setzero_ps(), b1 = b0;
+    if constexpr (kFirst) {
+      if (bias) b0 = _mm256_maskload_ps(bias, m0), b1 = _mm256_maskload_ps(bias + 8, m1);
+    } else {
+      b0 = _mm256_maskload_ps(yk, m0), b1 = _mm256_maskload_ps(yk + 8, m1);
+    }
+    _mm256_maskstore_ps(yk, m0, _mm256_add_ps(acc[k][0], b0));
+    _mm256_maskstore_ps(yk + 8, m1, _mm256_add_ps(acc[k][1], b1));
+  }
+}
+
+template <bool kFirst>
+SSMQ_TARGET_AVX2 void PanelSpanAvx2(const float* panel, int64_t c0, int64_t c1, int64_t rows,
+                                    const float* bias, const float* xt, int64_t n_valid,
+                                    float* y, int64_t y_stride) {
+  static_assert(kF32PanelRows == 32 && kF32TileTokens == 12, "sub-tiles are 16 x 6");
+  for (int64_t h = 0; h < kF32PanelRows && h < rows; h += 16) {
+    for (int64_t k = 0; k < kF32TileTokens && k < n_valid; k += 6) {
+      PanelSubTileAvx2<kFirst>(panel + h, c0, c1, rows - h, bias ? bias + h : nullptr, xt + k,
+                               n_valid - k, y + k * y_stride + h, y_stride);
+    }
+  }
+}
+
 #endif  // SSMQ_HAVE_X86_KERNELS
+
+// The portable panel product (no x86 kernels, or a CPU without AVX2): the
+// same spans and sums as the vector kernels, one (row, token) at a time.
+void PanelTokensReference(const float* panel, int64_t cols, int64_t rows, const float* bias,
+                          const float* xp, int64_t n_tokens, float* y, int64_t y_stride,
+                          int64_t span) {
+  for (int64_t c0 = 0; c0 < cols; c0 += span) {
+    const int64_t c1 = std::min(cols, c0 + span);
+    for (int64_t t = 0; t < n_tokens; ++t) {
+      const float* xt = xp + (t / kF32TileTokens) * kF32TileTokens * cols + t % kF32TileTokens;
+      float* yt = y + t * y_stride;
+      for (int64_t r = 0; r < rows; ++r) {
+        float a = 0.0f;
+        for (int64_t c = c0; c < c1; ++c) a += panel[c * kF32PanelRows + r] * xt[c * kF32TileTokens];
+        yt[r] = a + (c0 == 0 ? (bias ? bias[r] : 0.0f) : yt[r]);
+      }
+    }
+  }
+}
 
 }  // namespace
 
@@ -244,16 +338,85 @@ SSMQ_TARGET_AVX512 void PackPanelHalfAvx512(const uint16_t* w, int64_t cols, int
     }
   }
 }
+// AVX2: 8x8 blocks. in[i] = row i (8 floats) -> out[j] = column j.
+SSMQ_TARGET_AVX2 inline void Transpose8x8(const __m256 (&in)[8], __m256 (&out)[8]) {
+  __m256 t[8], u[8];
+  for (int i = 0; i < 4; ++i) {
+    t[2 * i] = _mm256_unpacklo_ps(in[2 * i], in[2 * i + 1]);
+    t[2 * i + 1] = _mm256_unpackhi_ps(in[2 * i], in[2 * i + 1]);
+  }
+  for (int q = 0; q < 2; ++q) {  // rows 4q..4q+3 at column 4L + k of lane L
+    const __m256 lo0 = t[4 * q], hi0 = t[4 * q + 1], lo1 = t[4 * q + 2], hi1 = t[4 * q + 3];
+    u[4 * q + 0] = _mm256_shuffle_ps(lo0, lo1, 0x44);
+    u[4 * q + 1] = _mm256_shuffle_ps(lo0, lo1, 0xEE);
+    u[4 * q + 2] = _mm256_shuffle_ps(hi0, hi1, 0x44);
+    u[4 * q + 3] = _mm256_shuffle_ps(hi0, hi1, 0xEE);
+  }
+  for (int k = 0; k < 4; ++k) {
+    out[k] = _mm256_permute2f128_ps(u[k], u[4 + k], 0x20);
+    out[4 + k] = _mm256_permute2f128_ps(u[k], u[4 + k], 0x31);
+  }
+}
+
+// Rows [h, h+8) x columns [c0, c0+8) of the panel from 8 rows in registers.
+SSMQ_TARGET_AVX2 inline void StoreBlockAvx2(const __m256 (&in)[8], int64_t c0, int64_t h,
+                                            float* panel) {
+  __m256 out[8];
+  Transpose8x8(in, out);
+  for (int j = 0; j < 8; ++j) _mm256_storeu_ps(panel + (c0 + j) * kF32PanelRows + h, out[j]);
+}
+
+SSMQ_TARGET_AVX2 void PackPanelAvx2(const float* w, int64_t cols, int64_t rows, float* panel) {
+  int64_t c0 = 0;
+  for (; c0 + 8 <= cols; c0 += 8) {
+    for (int64_t h = 0; h < kF32PanelRows; h += 8) {
+      __m256 in[8];
+      for (int i = 0; i < 8; ++i)
+        in[i] = h + i < rows ? _mm256_loadu_ps(w + (h + i) * cols + c0) : _mm256_setzero_ps();
+      StoreBlockAvx2(in, c0, h, panel);
+    }
+  }
+  if (c0 < cols) PackPanelColumns(w, cols, rows, c0, cols, panel);
+}
+
+template <bool kBf16>
+SSMQ_TARGET_AVX2 void PackPanelHalfAvx2(const uint16_t* w, int64_t cols, int64_t rows,
+                                        float* panel) {
+  for (int64_t c0 = 0; c0 < cols; c0 += 8) {
+    for (int64_t h = 0; h < kF32PanelRows; h += 8) {
+      __m256 in[8];
+      for (int i = 0; i < 8; ++i) {
+        if (h + i >= rows) {
+          in[i] = _mm256_setzero_ps();
+          continue;
+        }
+        const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(w + (h + i) * cols + c0));
+        in[i] = kBf16 ? _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(v), 16))
+                      : _mm256_cvtph_ps(v);
+      }
+      StoreBlockAvx2(in, c0, h, panel);
+    }
+  }
+}
 #endif
 
 }  // namespace
 
 bool F32PackPanelHalf(const uint16_t* w, bool bf16, int64_t cols, int64_t rows, float* panel) {
 #ifdef SSMQ_HAVE_X86_KERNELS
-  if (CpuIsa() != KernelIsa::kAvx512 || cols % 16 != 0) return false;
-  if (bf16) PackPanelHalfAvx512<true>(w, cols, rows, panel);
-  else PackPanelHalfAvx512<false>(w, cols, rows, panel);
-  return true;
+  if (cols % 16 != 0) return false;
+  switch (CpuIsa()) {
+    case KernelIsa::kAvx512:
+      if (bf16) PackPanelHalfAvx512<true>(w, cols, rows, panel);
+      else PackPanelHalfAvx512<false>(w, cols, rows, panel);
+      return true;
+    case KernelIsa::kAvx2:
+      if (bf16) PackPanelHalfAvx2<true>(w, cols, rows, panel);
+      else PackPanelHalfAvx2<false>(w, cols, rows, panel);
+      return true;
+    case KernelIsa::kScalar: break;
+  }
+  return false;
 #else
   (void)w, (void)bf16, (void)cols, (void)rows, (void)panel;
   return false;
@@ -263,6 +426,7 @@ bool F32PackPanelHalf(const uint16_t* w, bool bf16, int64_t cols, int64_t rows, 
 void F32PackPanel(const float* w, int64_t cols, int64_t rows, float* panel) {
 #ifdef SSMQ_HAVE_X86_KERNELS
   if (CpuIsa() == KernelIsa::kAvx512) return PackPanelAvx512(w, cols, rows, panel);
+  if (CpuIsa() == KernelIsa::kAvx2) return PackPanelAvx2(w, cols, rows, panel);
 #endif
   // 16 columns at a time, each row's 16 floats (one cache line) read in one
   // go: going down a column instead reads 32 rows that are often a multiple
@@ -288,14 +452,29 @@ void F32PackTokens(const float* x, int64_t x_stride, int64_t n_tokens, int64_t c
 
 void F32PanelTokens(const float* panel, int64_t cols, int64_t rows, const float* bias,
                     const float* xp, int64_t n_tokens, float* y, int64_t y_stride) {
+  constexpr int64_t kSpan = 128;
 #ifdef SSMQ_HAVE_X86_KERNELS
+  const KernelIsa isa = CpuIsa();
+  if (isa == KernelIsa::kAvx2) {
+    for (int64_t c0 = 0; c0 < cols; c0 += kSpan) {
+      const int64_t c1 = std::min(cols, c0 + kSpan);
+      for (int64_t t0 = 0; t0 < n_tokens; t0 += kF32TileTokens) {
+        const float* xt = xp + t0 * cols;
+        float* yt = y + t0 * y_stride;
+        if (c0 == 0) PanelSpanAvx2<true>(panel, c0, c1, rows, bias, xt, n_tokens - t0, yt, y_stride);
+        else PanelSpanAvx2<false>(panel, c0, c1, rows, bias, xt, n_tokens - t0, yt, y_stride);
+      }
+    }
+    return;
+  }
+  if (isa != KernelIsa::kAvx512)
+    return PanelTokensReference(panel, cols, rows, bias, xp, n_tokens, y, y_stride, kSpan);
   // Spans of kSpan columns, outside the token tiles: a span of the panel
   // (16 KiB) stays in L1 for every tile. Each span is summed from zero and
   // then added to y, which also keeps the rounding close to the row-tile
   // kernel's (16 lanes of cols / 16 terms; one chain of 2048 additions
   // rounds several times worse, and prefill and decode are checked against
   // each other).
-  constexpr int64_t kSpan = 128;
   for (int64_t c0 = 0; c0 < cols; c0 += kSpan) {
     const int64_t c1 = std::min(cols, c0 + kSpan);
     for (int64_t t0 = 0; t0 < n_tokens; t0 += kF32TileTokens) {
@@ -306,8 +485,7 @@ void F32PanelTokens(const float* panel, int64_t cols, int64_t rows, const float*
     }
   }
 #else
-  (void)panel, (void)cols, (void)rows, (void)bias, (void)xp, (void)n_tokens, (void)y;
-  (void)y_stride;
+  PanelTokensReference(panel, cols, rows, bias, xp, n_tokens, y, y_stride, kSpan);
 #endif
 }
 

@@ -4,6 +4,7 @@
 #include <cmath>
 
 #include "runtime_cpu/activations.h"
+#include "runtime_cpu/activations256.h"
 #include "runtime_cpu/activations512.h"
 #include "runtime_cpu/simd_dispatch.h"
 #include "runtime_cpu/weight.h"
@@ -247,9 +248,104 @@ SSMQ_TARGET_AVX512 int64_t ConvStep4Avx512(const float* x, int64_t c0, int64_t c
   return c;
 }
 
+// Mamba1ScanChannelsGeneric's blocked loops written out for AVX2 (prefill on
+// AVX2 hosts: GCC leaves the generic loop's x86-64-v3 clone scalar, and the
+// scan was then as long as every matmul of the prefill together). The same
+// [n][channel] layout of the state and A per block of kBlock channels; per
+// token softplus, the N state updates (one FastExp256 each) and silu run on
+// 8 channels a lane each, the n loop over all the block's vectors at once
+// so their exponentials overlap. Column tails load and store masked; the
+// unused lanes of the local blocks hold zeros. d_state a multiple of 8, at
+// most kMaxState.
+constexpr int64_t kScanAvx2MaxState = 64;
+
+SSMQ_TARGET_AVX2 void Mamba1ScanChannelsAvx2(int64_t L, int64_t d0, int64_t d1, int64_t N,
+                                             const float* x, int64_t x_stride,
+                                             const float* dt_raw, int64_t dt_stride,
+                                             const float* bc, int64_t bc_stride, const float* z,
+                                             int64_t z_stride, const float* A, const float* D,
+                                             float* state, float* y, int64_t y_stride) {
+  constexpr int64_t kBlock = 32, kVecs = kBlock / 8;
+  alignas(32) float s[kScanAvx2MaxState][kBlock];
+  alignas(32) float at[kScanAvx2MaxState][kBlock];
+  const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+  for (int64_t b0 = d0; b0 < d1; b0 += kBlock) {
+    const int64_t nb = std::min(kBlock, d1 - b0);
+    const int64_t nv = (nb + 7) / 8;
+    for (int64_t n = 0; n < N; ++n) {
+      for (int64_t j = 0; j < kBlock; ++j) {
+        s[n][j] = j < nb ? state[(b0 + j) * N + n] : 0.0f;
+        at[n][j] = j < nb ? A[(b0 + j) * N + n] : 0.0f;
+      }
+    }
+    __m256i m[kVecs];
+    __m256 dv[kVecs];
+    for (int64_t v = 0; v < kVecs; ++v) {
+      m[v] = _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(nb - 8 * v)), lane);
+      dv[v] = _mm256_maskload_ps(D + b0 + 8 * v, m[v]);
+    }
+    for (int64_t t = 0; t < L; ++t) {
+      const float* B = bc + t * bc_stride;
+      const float* C = B + N;
+      const float* xt = x + t * x_stride + b0;
+      const float* dtt = dt_raw + t * dt_stride + b0;
+      __m256 dt[kVecs], dx[kVecs], xv[kVecs], acc[kVecs];
+      for (int64_t v = 0; v < nv; ++v) {
+        xv[v] = _mm256_maskload_ps(xt + 8 * v, m[v]);
+        dt[v] = Softplus256(_mm256_maskload_ps(dtt + 8 * v, m[v]));
+        dx[v] = _mm256_mul_ps(dt[v], xv[v]);
+        acc[v] = _mm256_setzero_ps();
+      }
+      if (nv == kVecs) {  // whole blocks: the vector loop unrolled
+        for (int64_t n = 0; n < N; ++n) {
+          const __m256 bn = _mm256_broadcast_ss(B + n), cn = _mm256_broadcast_ss(C + n);
+#pragma GCC unroll 4
+          for (int64_t v = 0; v < kVecs; ++v) {
+            const __m256 decay = FastExp256(_mm256_mul_ps(dt[v], _mm256_load_ps(&at[n][8 * v])));
+            const __m256 sv =
+                _mm256_fmadd_ps(decay, _mm256_load_ps(&s[n][8 * v]), _mm256_mul_ps(dx[v], bn));
+            _mm256_store_ps(&s[n][8 * v], sv);
+            acc[v] = _mm256_fmadd_ps(sv, cn, acc[v]);
+          }
+        }
+      } else {
+        for (int64_t n = 0; n < N; ++n) {
+          const __m256 bn = _mm256_broadcast_ss(B + n), cn = _mm256_broadcast_ss(C + n);
+          for (int64_t v = 0; v < nv; ++v) {
+            const __m256 decay = FastExp256(_mm256_mul_ps(dt[v], _mm256_load_ps(&at[n][8 * v])));
+            const __m256 sv =
+                _mm256_fmadd_ps(decay, _mm256_load_ps(&s[n][8 * v]), _mm256_mul_ps(dx[v], bn));
+            _mm256_store_ps(&s[n][8 * v], sv);
+            acc[v] = _mm256_fmadd_ps(sv, cn, acc[v]);
+          }
+        }
+      }
+      const float* zt = z + t * z_stride + b0;
+      float* yt = y + t * y_stride + b0;
+      for (int64_t v = 0; v < nv; ++v) {
+        const __m256 out = _mm256_fmadd_ps(dv[v], xv[v], acc[v]);
+        _mm256_maskstore_ps(yt + 8 * v, m[v],
+                            _mm256_mul_ps(out, Silu256(_mm256_maskload_ps(zt + 8 * v, m[v]))));
+      }
+    }
+    for (int64_t n = 0; n < N; ++n) {
+      for (int64_t j = 0; j < nb; ++j) state[(b0 + j) * N + n] = s[n][j];
+    }
+  }
+}
+
 #endif
 
 }  // namespace
+
+bool Mamba1ScanAvx2Applies(int64_t N) {
+#ifdef SSMQ_HAVE_X86_KERNELS
+  return N % 8 == 0 && N <= kScanAvx2MaxState && CpuIsa() == KernelIsa::kAvx2;
+#else
+  (void)N;
+  return false;
+#endif
+}
 
 void Mamba1ScanChannels(int64_t L, int64_t d0, int64_t d1, int64_t N, const float* x,
                         int64_t x_stride, const float* dt_raw, int64_t dt_stride, const float* bc,
@@ -260,6 +356,12 @@ void Mamba1ScanChannels(int64_t L, int64_t d0, int64_t d1, int64_t N, const floa
   if (L == 1 && Mamba1FusedStepApplies(N)) {
     return Mamba1StepChannelsFused(d0, d1, N, x, dt_raw, bc, z, A, D, state, y);
   }
+#ifdef SSMQ_HAVE_X86_KERNELS
+  if (Mamba1ScanAvx2Applies(N)) {
+    return Mamba1ScanChannelsAvx2(L, d0, d1, N, x, x_stride, dt_raw, dt_stride, bc, bc_stride, z,
+                                  z_stride, A, D, state, y, y_stride);
+  }
+#endif
   Mamba1ScanChannelsGeneric(L, d0, d1, N, x, x_stride, dt_raw, dt_stride, bc, bc_stride, z,
                             z_stride, A, D, state, y, y_stride);
 }

@@ -33,7 +33,12 @@ void Mamba1ScanChannels(int64_t L, int64_t d0, int64_t d1, int64_t N, const floa
                         int64_t bc_stride, const float* z, int64_t z_stride, const float* A,
                         const float* D, float* state, float* y, int64_t y_stride);
 
-// Mamba1ScanChannels without the AVX-512 decode step below: the blocked
+// Whether Mamba1ScanChannels runs its AVX2 scan (L > 1, or L = 1 without
+// the fused step): an AVX2 (not AVX-512) CPU, d_state a multiple of 8, at
+// most 64. It equals Mamba1ScanChannelsGeneric to float rounding.
+bool Mamba1ScanAvx2Applies(int64_t N);
+
+// Mamba1ScanChannels without the fused decode step below or the AVX2 scan: the blocked
 // plain loops (vectorized by the compiler) for every L. The tests'
 // reference for the step.
 void Mamba1ScanChannelsGeneric(int64_t L, int64_t d0, int64_t d1, int64_t N, const float* x,

@@ -252,8 +252,11 @@ constexpr int64_t kRowChunk = 16;
 // once (16 rows x cols floats, in L2) and the f32 kernel runs on it:
 // conversion is then paid once per block, not once per 4-token tile.
 constexpr int64_t kExpandMinTokens = 8;
-// AVX-512 from this many tokens on: the panel kernel (f32_gemm.h).
+// AVX2 and AVX-512 from this many tokens on: the panel kernel (f32_gemm.h).
 constexpr int64_t kPanelMinTokens = 16;
+bool PanelApplies(KernelIsa isa, int64_t n_tokens) {
+  return isa >= KernelIsa::kAvx2 && n_tokens >= kPanelMinTokens;
+}
 
 // A token block's MatMul, prepared (RowsPlan).
 struct MatMulPlanState {
@@ -313,7 +316,7 @@ void MatMulRange(const Weight& w, const Weight* bias, const float* x, int64_t x_
   const int nt = ThreadCount(n_threads);
   const KernelIsa isa = BestKernelIsa();
   const QuantRowsKernel direct = QuantKernel(w.format, isa);
-  if (isa == KernelIsa::kAvx512 && n_tokens >= kPanelMinTokens) {
+  if (PanelApplies(isa, n_tokens)) {
     // Prefill: each 32-row panel is converted to f32 and packed once
     // (F32PackPanel), then every token runs against it.
     const int64_t n_panels = (n_rows + kF32PanelRows - 1) / kF32PanelRows;
@@ -332,7 +335,9 @@ void MatMulRange(const Weight& w, const Weight* bias, const float* x, int64_t x_
       const int64_t r0 = row0 + p * kF32PanelRows, r1 = std::min(row1, r0 + kF32PanelRows);
       Grow(panel, static_cast<size_t>(kF32PanelRows * w.cols));
       // 16-bit and tiled weights straight into the panel; the others through
-      // f32 rows (dequantized first unless they are f32 already).
+      // f32 rows (dequantized first unless they are f32 already). On AVX2
+      // PackTiledPanel declines and tiled rows dequantize through
+      // DequantizeRows (which untiles them).
       const bool packed =
           (w.is_half() && F32PackPanelHalf(w.half + r0 * w.cols, w.format == WeightFormat::kBF16,
                                            w.cols, r1 - r0, panel.data())) ||
@@ -368,7 +373,7 @@ void MatMulRange(const Weight& w, const Weight* bias, const float* x, int64_t x_
 
 bool MatMulPlanApplies(int64_t n_tokens) {
   return n_tokens >= 1 && n_tokens <= kTokenBlock &&
-         !(BestKernelIsa() == KernelIsa::kAvx512 && n_tokens >= kPanelMinTokens);
+         !PanelApplies(BestKernelIsa(), n_tokens);
 }
 
 RowsPlan PlanMatMul(const Weight& w, const Weight* bias, const float* x, int64_t x_stride,

@@ -142,7 +142,7 @@ class RowsPlan {
 };
 
 // Whether PlanMatMul takes n_tokens (a decode-sized block: fewer than the
-// AVX-512 prefill panel path starts at, at most one token block otherwise).
+// AVX2 / AVX-512 prefill panel path starts at, at most one token block otherwise).
 bool MatMulPlanApplies(int64_t n_tokens);
 RowsPlan PlanMatMul(const Weight& w, const Weight* bias, const float* x, int64_t x_stride,
                     int64_t n_tokens, float* y, int64_t y_stride);

@@ -216,13 +216,15 @@ TEST(F32Kernels, Avx512MatchesReference) {
   }
 }
 
-// The prefill panel kernel: packing is an exact transpose (zero rows past the
-// panel's end), and the product matches the reference kernel (rows not a
-// multiple of 16 or 32, column tails, token counts not a multiple of the tile).
+// The prefill panel kernel of this CPU (AVX-512, AVX2, or the portable
+// reference): packing is an exact transpose (zero rows past the panel's end),
+// and the product matches the reference kernel (rows not a multiple of 8, 16
+// or 32, column tails, token counts not a multiple of the tile or its halves).
 TEST(F32Kernels, PanelMatchesReference) {
-  if (rt::BestKernelIsa() < rt::KernelIsa::kAvx512) GTEST_SKIP() << "no AVX-512";
+  SCOPED_TRACE(rt::KernelIsaName(rt::BestKernelIsa()));
   for (auto [rows, cols, tokens] : {std::tuple<int64_t, int64_t, int64_t>{32, 768, 70},
-                                    {21, 45, 17}, {7, 100, 5}, {32, 16, 12}, {17, 1024, 29}}) {
+                                    {21, 45, 17}, {7, 100, 5}, {32, 16, 12}, {17, 1024, 29},
+                                    {16, 200, 13}, {9, 8, 16}, {30, 2048, 24}}) {
     const auto w = RandomVector(rows * cols, 41);
     const auto x = RandomVector(tokens * cols, 42);
     const auto bias = RandomVector(rows, 43);
@@ -254,10 +256,12 @@ TEST(F32Kernels, PanelMatchesReference) {
 // Packing 16-bit rows converts as it packs: the same panel as converting the
 // rows to f32 first (F16ToF32 / BF16ToF32) and packing those, bit for bit,
 // zero rows past the end; column counts not a multiple of 16 are refused.
+// (AVX-512 and AVX2.)
 TEST(F32Kernels, HalfPanelEqualsConvertThenPack) {
-  if (rt::BestKernelIsa() < rt::KernelIsa::kAvx512) GTEST_SKIP() << "no AVX-512";
+  if (rt::BestKernelIsa() < rt::KernelIsa::kAvx2) GTEST_SKIP() << "no AVX2";
   for (bool bf16 : {false, true}) {
-    for (auto [rows, cols] : {std::pair<int64_t, int64_t>{32, 768}, {21, 48}, {16, 1024}}) {
+    for (auto [rows, cols] :
+         {std::pair<int64_t, int64_t>{32, 768}, {21, 48}, {16, 1024}, {5, 16}, {28, 2048}}) {
       SCOPED_TRACE(std::string(bf16 ? "bf16 " : "f16 ") + std::to_string(rows) + "x" +
                    std::to_string(cols));
       const auto v = RandomVector(rows * cols, 44);

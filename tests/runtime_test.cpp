@@ -313,6 +313,46 @@ TEST_P(Mamba1Scan, MatchesFormula) {
   }
 }
 
+// The prefill scan Mamba1ScanChannels runs on AVX2 CPUs (Mamba1ScanAvx2Applies)
+// against the generic blocked loops, on a slice of channels [d0, d1) with
+// strided rows: whole 32-channel blocks and a tail of 5, d_state 16 and 24,
+// a state carried in from a previous piece. Both use the same FastExp
+// polynomial; they differ by FMA contraction only.
+TEST(Mamba1ScanAvx2, MatchesGeneric) {
+  if (!rt::Mamba1ScanAvx2Applies(16)) GTEST_SKIP() << "not an AVX2-only CPU";
+  for (int64_t N : {int64_t{16}, int64_t{24}}) {
+    SCOPED_TRACE("N " + std::to_string(N));
+    const int64_t L = 37, di = 112, d0 = 3, d1 = 72, xs = di + 4;  // 69 channels: 2 blocks + 5
+    const auto x = RandomVector(L * xs, 23), dt_raw = RandomVector(L * xs, 24, -4.0f, 2.0f);
+    const auto bc = RandomVector(L * 2 * N, 25), z = RandomVector(L * xs, 26);
+    const auto A = RandomVector(di * N, 27, -3.0f, -0.1f), D = RandomVector(di, 28);
+    const auto state0 = RandomVector(di * N, 29);
+    std::vector<float> s_want = state0, s_got = state0;
+    std::vector<float> want(L * xs, -7.0f), got(L * xs, -7.0f);
+    rt::Mamba1ScanChannelsGeneric(L, d0, d1, N, x.data(), xs, dt_raw.data(), xs, bc.data(), 2 * N,
+                                  z.data(), xs, A.data(), D.data(), s_want.data(), want.data(), xs);
+    rt::Mamba1ScanChannels(L, d0, d1, N, x.data(), xs, dt_raw.data(), xs, bc.data(), 2 * N,
+                           z.data(), xs, A.data(), D.data(), s_got.data(), got.data(), xs);
+    double y_scale = 0, s_scale = 0;
+    for (float v : want) y_scale = std::max(y_scale, double(std::fabs(v)));
+    for (float v : s_want) s_scale = std::max(s_scale, double(std::fabs(v)));
+    EXPECT_LT(MaxAbsDiff(got.data(), want.data(), got.size()), 1e-5 * y_scale);
+    EXPECT_LT(MaxAbsDiff(s_got.data(), s_want.data(), s_got.size()), 1e-5 * s_scale);
+    for (int64_t t = 0; t < L; ++t) {  // outside [d0, d1): untouched
+      for (int64_t d = 0; d < xs; ++d) {
+        if (d < d0 || d >= d1) {
+          ASSERT_EQ(got[t * xs + d], -7.0f) << t << " " << d;
+        }
+      }
+    }
+    for (int64_t i = 0; i < di * N; ++i) {
+      if (i < d0 * N || i >= d1 * N) {
+        ASSERT_EQ(s_got[i], state0[i]) << i;
+      }
+    }
+  }
+}
+
 #ifdef SSMQ_HAVE_X86_KERNELS
 // Softplus512 / Silu512 (16 lanes) and Softplus256 / Silu256 (8 lanes) over
 // n values (a multiple of 16), and the scalar functions compiled for the
