@@ -115,7 +115,7 @@ void QuantizeStateRows(const StateQuant& sq, const float* h, int64_t row0, int64
 }
 
 #ifdef SSMQ_STATE_AVX2
-// AVX-512 form of Mamba2StepHeadInt8 for d_state a multiple of 16 (at most
+// AVX-512 (and below, AVX2) form of Mamba2StepHeadInt8 for d_state a multiple of 16 (at most
 // kMaxFoldedState), in the code domain: with s = code·scale·decay + dt·x·B
 // (the reference's new state) and v = s / scale (its new code before
 // rounding),
@@ -187,6 +187,62 @@ SSMQ_TARGET_AVX512 void StepHeadInt8Avx512(const StateQuant& sq, int64_t row0, i
                        y + (r - row0));
   });
 }
+
+// StepRowsCodeDomain on AVX2: 8 states per vector, two accumulators; the
+// clamp as there (min(127, v) in float, cvtps2dq, saturating packs to int8,
+// then max(-127) on the bytes).
+SSMQ_TARGET_AVX2 void StepRowsCodeDomainAvx2(int8_t* codes, int64_t n_rows, int64_t N,
+                                             const float* x, const float* b_code,
+                                             const float* c_scale, float decay, float D,
+                                             float* y) {
+  const __m256 hi = _mm256_set1_ps(127.0f), decay_v = _mm256_set1_ps(decay);
+  const __m128i lo8 = _mm_set1_epi8(-127);
+  for (int64_t p = 0; p < n_rows; ++p) {
+    int8_t* cp = codes + p * N;
+    for (int64_t n = 0; n < N; n += 64) PrefetchRead(cp + kStatePrefetchBytes + n);
+    const __m256 xp = _mm256_set1_ps(x[p]);
+    __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
+    for (int64_t k = 0; k < N; k += 16) {  // N % 16 == 0
+      const __m128i c16 = _mm_loadu_si128(reinterpret_cast<const __m128i*>(cp + k));
+      const __m256 c0 = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(c16));
+      const __m256 c1 = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(c16, 8)));
+      const __m256 v0 = _mm256_fmadd_ps(c0, decay_v, _mm256_mul_ps(xp, _mm256_load_ps(b_code + k)));
+      const __m256 v1 =
+          _mm256_fmadd_ps(c1, decay_v, _mm256_mul_ps(xp, _mm256_load_ps(b_code + k + 8)));
+      acc0 = _mm256_fmadd_ps(v0, _mm256_load_ps(c_scale + k), acc0);
+      acc1 = _mm256_fmadd_ps(v1, _mm256_load_ps(c_scale + k + 8), acc1);
+      const __m256i q0 = _mm256_cvtps_epi32(_mm256_min_ps(hi, v0));
+      const __m256i q1 = _mm256_cvtps_epi32(_mm256_min_ps(hi, v1));
+      const __m128i w0 = _mm_packs_epi32(_mm256_castsi256_si128(q0), _mm256_extracti128_si256(q0, 1));
+      const __m128i w1 = _mm_packs_epi32(_mm256_castsi256_si128(q1), _mm256_extracti128_si256(q1, 1));
+      _mm_storeu_si128(reinterpret_cast<__m128i*>(cp + k), _mm_max_epi8(_mm_packs_epi16(w0, w1), lo8));
+    }
+    const __m256 acc = _mm256_add_ps(acc0, acc1);
+    __m128 h = _mm_add_ps(_mm256_castps256_ps128(acc), _mm256_extractf128_ps(acc, 1));
+    h = _mm_add_ps(h, _mm_movehl_ps(h, h));
+    h = _mm_add_ss(h, _mm_movehdup_ps(h));
+    y[p] = _mm_cvtss_f32(h) + D * x[p];
+  }
+}
+
+SSMQ_TARGET_AVX2 void StepHeadInt8Avx2(const StateQuant& sq, int64_t row0, int64_t P,
+                                       const float* x, const float* B, const float* C, float dt,
+                                       float decay, float D, int8_t* codes, float* y) {
+  const int64_t N = sq.d_state;
+  alignas(64) float b_code[kMaxFoldedState], c_scale[kMaxFoldedState];
+  ForEachScaleRun(sq, row0, P, [&](int64_t r, int64_t run, int64_t srow) SSMQ_TARGET_AVX2 {
+    const float* scale = sq.scales.data() + srow;
+    const float* inv = sq.inv_scales.data() + srow;
+    const __m256 dt_v = _mm256_set1_ps(dt);
+    for (int64_t n = 0; n < N; n += 8) {
+      _mm256_store_ps(b_code + n, _mm256_mul_ps(_mm256_mul_ps(dt_v, _mm256_loadu_ps(B + n)),
+                                                _mm256_loadu_ps(inv + n)));
+      _mm256_store_ps(c_scale + n, _mm256_mul_ps(_mm256_loadu_ps(scale + n), _mm256_loadu_ps(C + n)));
+    }
+    StepRowsCodeDomainAvx2(codes + r * N, run, N, x + (r - row0), b_code, c_scale, decay, D,
+                           y + (r - row0));
+  });
+}
 #endif
 
 void Mamba2StepHeadInt8Reference(const StateQuant& sq, int64_t row0, int64_t P, const float* x,
@@ -214,6 +270,9 @@ void Mamba2StepHeadInt8(const StateQuant& sq, int64_t row0, int64_t P, const flo
 #ifdef SSMQ_STATE_AVX2
   if (N % 16 == 0 && N <= kMaxFoldedState && CpuIsa() == KernelIsa::kAvx512) {
     return StepHeadInt8Avx512(sq, row0, P, x, B, C, dt, FastExp(dt * A), D, codes, y);
+  }
+  if (N % 16 == 0 && N <= kMaxFoldedState && CpuIsa() == KernelIsa::kAvx2) {
+    return StepHeadInt8Avx2(sq, row0, P, x, B, C, dt, FastExp(dt * A), D, codes, y);
   }
 #endif
   Mamba2StepHeadInt8Reference(sq, row0, P, x, B, C, dt, A, D, codes, y);
