@@ -185,6 +185,39 @@ ScanDiff Mamba2ChunkScanVsRecurrence(const rt::Mamba2Dims& dims, int64_t L,
 // its float-copy reference: the same codes except where the two float
 // roundings put a value on different sides of a half (then one apart), y
 // within float rounding; saturating values and a NaN input clamp the same.
+// The f16-state step (Mamba2StepHeadHalf: AVX-512 or AVX2 in registers)
+// against its definition: f16 -> f32, Mamba2StepHead, f32 -> f16 (round to
+// nearest even). The state values within one f16 ulp (FMA contraction may
+// round the f32 value differently), y within float summation error.
+TEST(RuntimeKernels, Mamba2StepHeadHalfMatchesConvertStepConvert) {
+  std::mt19937 rng(11);
+  std::uniform_real_distribution<float> u(-1.0f, 1.0f);
+  for (int64_t N : {16, 64, 128}) {
+    SCOPED_TRACE(N);
+    const int64_t P = 24, head = 1;  // the second of two heads
+    std::vector<uint16_t> half(2 * P * N);
+    for (uint16_t& h : half) h = F32ToF16(2 * u(rng));
+    std::vector<float> x(P), B(N), C(N);
+    for (float& v : x) v = 2 * u(rng);
+    for (float& v : B) v = u(rng);
+    for (float& v : C) v = u(rng);
+    std::vector<uint16_t> fast = half;
+    std::vector<float> y_fast(P), y_ref(P), rows(P * N);
+    rt::Mamba2StepHeadHalf(head * P, P, N, x.data(), B.data(), C.data(), 0.05f, -0.7f, 0.3f,
+                           fast.data(), y_fast.data());
+    for (int64_t i = 0; i < P * N; ++i) rows[i] = F16ToF32(half[head * P * N + i]);
+    rt::Mamba2StepHead(P, N, x.data(), B.data(), C.data(), 0.05f, -0.7f, 0.3f, rows.data(),
+                       y_ref.data());
+    for (int64_t i = 0; i < P * N; ++i) {
+      ASSERT_EQ(fast[i], half[i]) << "head 0 untouched, " << i;
+      const int want = F32ToF16(rows[i]), got = fast[head * P * N + i];
+      ASSERT_LE(std::abs(want - got), 1) << "state " << i;
+    }
+    for (int64_t p = 0; p < P; ++p)
+      EXPECT_NEAR(y_fast[p], y_ref[p], 1e-5f * (1.0f + std::fabs(y_ref[p]))) << p;
+  }
+}
+
 TEST(RuntimeKernels, Mamba2StepHeadInt8MatchesReference) {
   std::mt19937 rng(7);
   std::uniform_real_distribution<float> u(-1.0f, 1.0f);
