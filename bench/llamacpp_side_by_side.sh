@@ -32,9 +32,10 @@
 #   --reuse             keep model files already in --work (default: write them again)
 #   --keep              leave the model files in --work afterwards (default: delete them;
 #                       the JSON and logs of each run stay in WORK/ssmq_side_by_side/PRESET)
+# Environment: LLAMA_COMMIT names llama.cpp's commit when its source tree has no .git.
 set -euo pipefail
 
-usage() { sed -n '2,30p' "$0" | sed 's/^# \{0,1\}//'; exit "${1:-0}"; }
+usage() { sed -n '2,35p' "$0" | sed 's/^# \{0,1\}//'; exit "${1:-0}"; }
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 LLAMA_BUILD=""
@@ -108,7 +109,8 @@ make_file() {
 
 # llama.cpp's commit: its source tree (from the build's CMakeCache) or llama-bench's JSON.
 LLAMA_SRC="$(sed -n 's/^CMAKE_HOME_DIRECTORY:INTERNAL=//p' "$LLAMA_BUILD/CMakeCache.txt" 2>/dev/null || true)"
-LLAMA_COMMIT="$(git -C "${LLAMA_SRC:-/nonexistent}" rev-parse HEAD 2>/dev/null || echo unknown)"
+# A source tree exported without .git (git archive) has no commit to read: LLAMA_COMMIT=... names it.
+LLAMA_COMMIT="${LLAMA_COMMIT:-$(git -C "${LLAMA_SRC:-/nonexistent}" rev-parse HEAD 2>/dev/null || echo unknown)}"
 SSMQ_COMMIT="$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)"
 if [[ -n "$(git -C "$ROOT" status --porcelain --untracked-files=no 2>/dev/null)" ]]; then
   SSMQ_COMMIT="$SSMQ_COMMIT (with uncommitted changes)"
