@@ -322,6 +322,57 @@ SSMQ_TARGET_AVX2 void TileQ8Avx2(const Weight& w, int64_t tile, const int16_t* v
   }
 }
 
+// PackTiledPanelAvx512 on AVX2: each 16-row tile is two 8-row halves, one
+// ymm per tile dword half; the same shifts, masks, conversions and one
+// multiply per value, so the panel is the same bit for bit.
+SSMQ_TARGET_AVX2 void PackTiledPanelAvx2(const Weight& w, int64_t r0, int64_t r1, float* panel) {
+  constexpr int64_t P = kF32PanelRows;
+  const bool q8 = w.format == WeightFormat::kQ8;
+  const int64_t cols = w.cols, row_bytes = RowCodeBytes(w), ng = w.groups_per_row();
+  const int64_t per_dword = q8 ? 4 : 8, dwords_per_group = w.group_size / per_dword;
+  const __m256i scale_index = _mm256_mullo_epi32(_mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7),
+                                                 _mm256_set1_epi32(static_cast<int32_t>(ng)));
+  const __m256i low4 = _mm256_set1_epi32(0xF), eight = _mm256_set1_epi32(8);
+  const __m256i bias = _mm256_set1_epi32(static_cast<int>(0x80808080u));
+  for (int64_t h = 0; h < P; h += kWeightTileRows) {
+    if (r0 + h >= r1) {
+      for (int64_t c = 0; c < cols; ++c) {
+        _mm256_storeu_ps(panel + c * P + h, _mm256_setzero_ps());
+        _mm256_storeu_ps(panel + c * P + h + 8, _mm256_setzero_ps());
+      }
+      continue;
+    }
+    const int64_t tile = (r0 + h) / kWeightTileRows;
+    const uint8_t* tp = w.tiled_codes + tile * kWeightTileRows * row_bytes;
+    for (int half = 0; half < 2; ++half) {
+      const float* row_scales = w.scales + (r0 + h + 8 * half) * ng;
+      for (int64_t g = 0; g < ng; ++g) {
+        const __m256 s = _mm256_i32gather_ps(row_scales + g, scale_index, 4);
+        for (int64_t j = g * dwords_per_group; j < (g + 1) * dwords_per_group; ++j) {
+          const __m256i v =
+              _mm256_loadu_si256(reinterpret_cast<const __m256i*>(tp + j * 64 + 32 * half));
+          float* out = panel + j * per_dword * P + h + 8 * half;
+          if (q8) {
+            const __m256i q = _mm256_xor_si256(v, bias);  // signed codes again
+            for (int n = 0; n < 4; ++n) {  // byte n, sign-extended: (q << 8(3 - n)) >> 24
+              const __m256i up = _mm256_sllv_epi32(q, _mm256_set1_epi32(24 - 8 * n));
+              const __m256i code = _mm256_srai_epi32(up, 24);
+              _mm256_storeu_ps(out + n * P, _mm256_mul_ps(_mm256_cvtepi32_ps(code), s));
+            }
+          } else {
+            for (int n = 0; n < 8; ++n) {
+              const __m256i code =
+                  _mm256_and_si256(_mm256_srlv_epi32(v, _mm256_set1_epi32(4 * n)), low4);
+              _mm256_storeu_ps(out + n * P,
+                               _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_sub_epi32(code, eight)), s));
+            }
+          }
+        }
+      }
+    }
+  }
+}
+
 SSMQ_TARGET_AVX2 void TileRowsAvx2(const Weight& w, int64_t t0, int64_t t1, const float* bias,
                                    const Fixed16Activations& xa, int64_t n_tokens, float* y,
                                    int64_t y_stride) {
@@ -415,10 +466,11 @@ void UntileRow(const Weight& w, int64_t r, uint8_t* out) {
 
 bool PackTiledPanel(const Weight& w, int64_t r0, int64_t r1, float* panel) {
   if (r0 % kWeightTileRows != 0 || (r1 - r0) % kWeightTileRows != 0 || r1 <= r0 ||
-      r1 - r0 > kF32PanelRows || r1 > w.tiled_rows || CpuIsa() != KernelIsa::kAvx512)
+      r1 - r0 > kF32PanelRows || r1 > w.tiled_rows || CpuIsa() < KernelIsa::kAvx2)
     return false;
 #ifdef SSMQ_HAVE_X86_KERNELS
-  PackTiledPanelAvx512(w, r0, r1, panel);
+  if (CpuIsa() == KernelIsa::kAvx512) PackTiledPanelAvx512(w, r0, r1, panel);
+  else PackTiledPanelAvx2(w, r0, r1, panel);
   return true;
 #else
   (void)panel;

@@ -127,7 +127,7 @@ inline void PrefetchNextTileScales(const Weight& w, int64_t tile) {
 // of f32_gemm.h (panel[c][kF32PanelRows], zero rows past r1 - r0): what
 // DequantizeRows + F32PackPanel give, bit for bit, without the untiling, the
 // row-major f32 copy and the transpose. false (nothing written) unless
-// AVX-512, r0 and r1 - r0 multiples of 16, 0 < r1 - r0 <= kF32PanelRows and
+// AVX-512 or AVX2, r0 and r1 - r0 multiples of 16, 0 < r1 - r0 <= kF32PanelRows and
 // r1 <= w.tiled_rows.
 bool PackTiledPanel(const Weight& w, int64_t r0, int64_t r1, float* panel);
 

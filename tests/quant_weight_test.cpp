@@ -412,7 +412,6 @@ TEST(Fixed16, KernelsMatchFormula) {
 TEST(Q4Tiles, Fixed16MatchesRowMajor) {
   const rt::KernelIsa isa = rt::BestKernelIsa();  // AVX-512 VNNI or AVX2 tile kernels
   if (isa < rt::KernelIsa::kAvx2) GTEST_SKIP() << "no tile kernels on this CPU";
-  const bool avx512 = isa == rt::KernelIsa::kAvx512;
   struct Case {
     int64_t rows, cols;
     uint32_t group;
@@ -443,9 +442,9 @@ TEST(Q4Tiles, Fixed16MatchesRowMajor) {
     std::vector<float> one_row(cols);
     rt::DequantizeRow(tiled, rows - 1, one_row.data());
     EXPECT_TRUE(std::equal(one_row.begin(), one_row.end(), deq_ref.begin() + (rows - 1) * cols));
-    // Prefill panels straight from the tiles (AVX-512): bit for bit the panel
-    // of the dequantized rows; refused for ranges that do not cover whole tiles.
-    for (int64_t r0 = 0; avx512 && r0 + 16 <= tiled.tiled_rows; r0 += 16) {
+    // Prefill panels straight from the tiles: bit for bit the panel of the
+    // dequantized rows; refused for ranges that do not cover whole tiles.
+    for (int64_t r0 = 0; r0 + 16 <= tiled.tiled_rows; r0 += 16) {
       const int64_t r1 = std::min(tiled.tiled_rows, r0 + rt::kF32PanelRows);
       std::vector<float> want(rt::kF32PanelRows * cols), got(rt::kF32PanelRows * cols, -1.0f);
       rt::F32PackPanel(deq_ref.data() + r0 * cols, cols, r1 - r0, want.data());
