@@ -91,12 +91,64 @@ SSMQ_TARGET_AVX512 void NarrowRowsAvx512(const Weight& w, int64_t r0, int64_t r1
   if (tiled_end < r1)
     Fixed16NarrowRowsScalar(w, tiled_end, r1, bias, xa, n_tokens, y, y_stride);
 }
+
+// Q4 on AVX2 (no VNNI): per row one 32-byte load of 64 codes, the nibbles
+// split as above, maddubs with the hi / lo activation bytes (pairs at most
+// 2 · 15 · 128, the even + odd sum < 2^15) and madd with ones into 8 int32
+// lanes; 8 rows' lanes are summed by one hadd tree. T and y as NarrowRowsAvx512.
+SSMQ_TARGET_AVX2 inline __m256i ReduceAddEpi32x8(const __m256i (&v)[8]) {
+  const __m256i a = _mm256_hadd_epi32(_mm256_hadd_epi32(v[0], v[1]), _mm256_hadd_epi32(v[2], v[3]));
+  const __m256i b = _mm256_hadd_epi32(_mm256_hadd_epi32(v[4], v[5]), _mm256_hadd_epi32(v[6], v[7]));
+  return _mm256_add_epi32(_mm256_permute2x128_si256(a, b, 0x20), _mm256_permute2x128_si256(a, b, 0x31));
+}
+
+SSMQ_TARGET_AVX2 void NarrowRowsQ4Avx2(const Weight& w, int64_t r0, int64_t r1, const float* bias,
+                                       const Fixed16NarrowActivations& xa, int64_t n_tokens,
+                                       float* y, int64_t y_stride) {
+  constexpr int64_t kRows = 8;
+  const int64_t tiled_end = r0 + (r1 - r0) / kRows * kRows;
+  const __m256i low4 = _mm256_set1_epi8(0x0F), ones = _mm256_set1_epi16(1);
+  for (int64_t t = 0; t < n_tokens; ++t) {
+    const int8_t* xb = xa.bytes + t * kTokenBytes;
+    const __m256i xhe = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xb));
+    const __m256i xho = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xb + 64));
+    const __m256i xle = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xb + 128));
+    const __m256i xlo = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xb + 192));
+    const __m256 xs = _mm256_set1_ps(xa.scales[t]);
+    const __m256i sum_v = _mm256_set1_epi32(xa.sums[t]);
+    float* yt = y + t * y_stride;
+    for (int64_t r = r0; r < tiled_end; r += kRows) {
+      __m256i dots[kRows];
+      for (int i = 0; i < kRows; ++i) {
+        const uint8_t* row = w.codes + (r + i) * 32;
+        PrefetchRead(row + kPrefetchRows * 32);
+        const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(row));
+        const __m256i even = _mm256_and_si256(v, low4);
+        const __m256i odd = _mm256_and_si256(_mm256_srli_epi16(v, 4), low4);
+        const __m256i hi = _mm256_madd_epi16(
+            _mm256_add_epi16(_mm256_maddubs_epi16(even, xhe), _mm256_maddubs_epi16(odd, xho)), ones);
+        const __m256i lo = _mm256_madd_epi16(
+            _mm256_add_epi16(_mm256_maddubs_epi16(even, xle), _mm256_maddubs_epi16(odd, xlo)), ones);
+        dots[i] = _mm256_add_epi32(_mm256_slli_epi32(hi, 8), lo);
+      }
+      __m256i z = _mm256_set1_epi32(8);
+      if (w.zeros)
+        z = _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(w.zeros + r)));
+      const __m256i t_rows = _mm256_sub_epi32(ReduceAddEpi32x8(dots), _mm256_mullo_epi32(z, sum_v));
+      __m256 out = _mm256_mul_ps(_mm256_cvtepi32_ps(t_rows), _mm256_mul_ps(_mm256_loadu_ps(w.scales + r), xs));
+      if (bias) out = _mm256_add_ps(out, _mm256_loadu_ps(bias + r));
+      _mm256_storeu_ps(yt + r, out);
+    }
+  }
+  if (tiled_end < r1)
+    Fixed16NarrowRowsScalar(w, tiled_end, r1, bias, xa, n_tokens, y, y_stride);
+}
 #endif
 
 }  // namespace
 
 bool Fixed16NarrowApplies(const Weight& w, KernelIsa isa) {
-  return isa == KernelIsa::kAvx512 &&
+  return (isa == KernelIsa::kAvx512 || (isa == KernelIsa::kAvx2 && w.format == WeightFormat::kQ4)) &&
          (w.format == WeightFormat::kQ4 || w.format == WeightFormat::kQ8) &&
          w.cols == kNarrowCols && w.group_size >= kNarrowCols;
 }
@@ -167,7 +219,9 @@ void Fixed16NarrowRows(const Weight& w, int64_t r0, int64_t r1, const float* bia
                        const Fixed16NarrowActivations& xa, int64_t n_tokens, float* y,
                        int64_t y_stride) {
 #ifdef SSMQ_HAVE_X86_KERNELS
-  if (CpuIsa() != KernelIsa::kAvx512)  // the VNNI kernel only; elsewhere the reference
+  if (CpuIsa() == KernelIsa::kAvx2 && w.format == WeightFormat::kQ4)
+    return NarrowRowsQ4Avx2(w, r0, r1, bias, xa, n_tokens, y, y_stride);
+  if (CpuIsa() != KernelIsa::kAvx512)  // the VNNI kernels; elsewhere the reference
     return Fixed16NarrowRowsScalar(w, r0, r1, bias, xa, n_tokens, y, y_stride);
   if (w.format == WeightFormat::kQ8)
     return NarrowRowsAvx512<true>(w, r0, r1, bias, xa, n_tokens, y, y_stride);

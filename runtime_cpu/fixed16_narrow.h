@@ -26,7 +26,8 @@ namespace ssmq::rt {
 
 inline constexpr int64_t kNarrowCols = 64;
 
-// Q4 or Q8, exactly 64 columns, one scale group per row, AVX-512.
+// Q4 or Q8, exactly 64 columns, one scale group per row, AVX-512; Q4 on AVX2
+// too (8 rows per hadd tree, maddubs for vpdpbusd).
 bool Fixed16NarrowApplies(const Weight& w, KernelIsa isa);
 
 // One call's activations: per token 256 bytes (Q4: hi-even, hi-odd, lo-even,

@@ -507,7 +507,7 @@ TEST(Fixed16Narrow, KernelsMatchFormula) {
       const rt::Fixed16NarrowActivations xa = rt::PrepareFixed16Narrow(m.w, x.data(), cols, tokens);
       std::vector<float> ref(tokens * k.rows), simd(tokens * k.rows), via_matmul(tokens * k.rows);
       rt::Fixed16NarrowRowsScalar(m.w, 0, k.rows, bias.data(), xa, tokens, ref.data(), k.rows);
-      if (rt::BestKernelIsa() == rt::KernelIsa::kAvx512)
+      if (rt::Fixed16NarrowApplies(m.w, rt::BestKernelIsa()))  // AVX-512, or Q4 on AVX2
         rt::Fixed16NarrowRows(m.w, 0, k.rows, bias.data(), xa, tokens, simd.data(), k.rows);
       else
         simd = ref;
