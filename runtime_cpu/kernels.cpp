@@ -760,6 +760,265 @@ SSMQ_TARGET_AVX512 void Mamba2ChunkScan512(const Mamba2Dims& dims, int64_t g, in
     }
   }
 }
+
+// The AVX2 + FMA form (Zen 3, Haswell .. Alder Lake): the same products
+// with the same summation order (every output a chain of FMAs over k in
+// order), in 8-float vectors. A tile is 6 rows x 2 vectors: 12
+// accumulators + 2 b vectors + 1 broadcast of the 16 ymm registers; per k
+// 2 vector loads + 6 broadcasts feed 12 FMAs. The scratch layout, the
+// 16-column padding and the decay factoring over 16 x 16 blocks are those
+// of the AVX-512 path (its Args structs are reused; their Vecs() count
+// 16-column vectors, two 8-float vectors each).
+constexpr int kTileVecs256 = 2;
+
+template <int MR, int NV>
+SSMQ_TARGET_AVX2 inline void AccTile256(int64_t K, const float* a, int64_t a_row, int64_t a_k,
+                                        const float* b, int64_t ldb, __m256 (&acc)[MR][NV]) {
+  for (int64_t k = 0; k < K; ++k) {
+    __m256 bv[NV];
+#pragma GCC unroll 8
+    for (int v = 0; v < NV; ++v) bv[v] = _mm256_loadu_ps(b + k * ldb + 8 * v);
+#pragma GCC unroll 16
+    for (int r = 0; r < MR; ++r) {
+      const __m256 av = _mm256_broadcast_ss(a + r * a_row + k * a_k);
+#pragma GCC unroll 8
+      for (int v = 0; v < NV; ++v) acc[r][v] = _mm256_fmadd_ps(av, bv[v], acc[r][v]);
+    }
+  }
+}
+
+template <int MR, int NV>
+SSMQ_TARGET_AVX2 inline void ZeroTile256(__m256 (&acc)[MR][NV]) {
+  for (int r = 0; r < MR; ++r)
+    for (int v = 0; v < NV; ++v) acc[r][v] = _mm256_setzero_ps();
+}
+
+template <int MR, int NV>
+SSMQ_TARGET_AVX2 inline void StoreTile256(float* out, int64_t ld, const __m256 (&acc)[MR][NV]) {
+  for (int r = 0; r < MR; ++r)
+    for (int v = 0; v < NV; ++v) _mm256_storeu_ps(out + r * ld + 8 * v, acc[r][v]);
+}
+
+// RunRowBlock / RunTiles over 8-float vectors (2 per 16-column vector of Vecs()).
+template <template <int, int> class T, int MR, int NV, class Args>
+SSMQ_TARGET_AVX2 inline void RunRowBlock256(const Args& args, int64_t i0) {
+  const int64_t nv = 2 * args.Vecs(i0 + MR);
+  int64_t v = 0;
+  for (; v + NV <= nv; v += NV) T<MR, NV>::Run(args, i0, 8 * v);
+  if constexpr (NV > 1) {
+    if (v < nv) T<MR, 1>::Run(args, i0, 8 * v);
+  }
+}
+
+template <template <int, int> class T, int MR, int NV, class Args>
+SSMQ_TARGET_AVX2 void RunTiles256(const Args& args, int64_t rows) {
+  static_assert(MR <= 8 && NV <= 2);
+  int64_t i0 = 0;
+  for (; i0 + MR <= rows; i0 += MR) RunRowBlock256<T, MR, NV>(args, i0);
+  if constexpr (MR > 4) {
+    if (i0 + 4 <= rows) {
+      RunRowBlock256<T, 4, NV>(args, i0);
+      i0 += 4;
+    }
+  }
+  if constexpr (MR > 2) {
+    if (i0 + 2 <= rows) {
+      RunRowBlock256<T, 2, NV>(args, i0);
+      i0 += 2;
+    }
+  }
+  if constexpr (MR > 1) {
+    if (i0 < rows) RunRowBlock256<T, 1, NV>(args, i0);
+  }
+}
+
+template <int MR, int NV>
+struct CbTile256 {
+  SSMQ_TARGET_AVX2 static void Run(const CbArgs& a, int64_t i0, int64_t c0) {
+    __m256 acc[MR][NV];
+    ZeroTile256(acc);
+    AccTile256<MR, NV>(a.N, a.cc + i0 * a.N, a.N, 1, a.bt + c0, a.Qp, acc);
+    StoreTile256(a.cb + i0 * a.Qp + c0, a.Qp, acc);
+  }
+};
+
+template <int MR, int NV>
+struct YTile256 {
+  SSMQ_TARGET_AVX2 static void Run(const YArgs& a, int64_t i0, int64_t c0) {
+    __m256 acc[MR][NV];
+    ZeroTile256(acc);
+    AccTile256<MR, NV>(a.N, a.cc + i0 * a.N, a.N, 1, a.st + c0, a.P, acc);
+    for (int r = 0; r < MR; ++r) {
+      const __m256 e = _mm256_set1_ps(a.ecs[i0 + r]);
+      for (int v = 0; v < NV; ++v) acc[r][v] = _mm256_mul_ps(acc[r][v], e);
+    }
+    AccTile256<MR, NV>(i0 + MR, a.m + i0 * a.Qp, a.Qp, 1, a.xc + c0, a.P, acc);
+    StoreTile256(a.y + i0 * a.y_stride + c0, a.y_stride, acc);
+  }
+};
+
+template <int MR, int NV>
+struct StateTile256 {
+  SSMQ_TARGET_AVX2 static void Run(const StateArgs& a, int64_t p0, int64_t c0) {
+    __m256 acc[MR][NV];
+    const __m256 decay = _mm256_set1_ps(a.decay);
+    float* s = a.s + p0 * a.N + c0;
+    for (int r = 0; r < MR; ++r)
+      for (int v = 0; v < NV; ++v)
+        acc[r][v] = _mm256_mul_ps(decay, _mm256_loadu_ps(s + r * a.N + 8 * v));
+    AccTile256<MR, NV>(a.q, a.xw + p0, 1, a.P, a.bc + c0, a.N, acc);
+    StoreTile256(s, a.N, acc);
+  }
+};
+
+// dst[c][r] = src[r][c] for an 8 x 8 block; source rows from `rows` on read
+// as zeros.
+SSMQ_TARGET_AVX2 inline void Transpose8(const float* src, int64_t lds, int64_t rows, float* dst,
+                                        int64_t ldd) {
+  __m256 r[8], t[8];
+  for (int k = 0; k < 8; ++k) {
+    r[k] = k < rows ? _mm256_loadu_ps(src + k * lds) : _mm256_setzero_ps();
+  }
+  // t[2k] = (r2k[0], r2k+1[0], r2k[1], r2k+1[1] | the same of columns 4, 5),
+  // t[2k+1] the same of columns 2, 3 | 6, 7.
+  for (int k = 0; k < 4; ++k) {
+    t[2 * k] = _mm256_unpacklo_ps(r[2 * k], r[2 * k + 1]);
+    t[2 * k + 1] = _mm256_unpackhi_ps(r[2 * k], r[2 * k + 1]);
+  }
+  // r[4k + c]: rows 4k .. 4k+3 of column c | of column c + 4.
+  for (int k = 0; k < 2; ++k) {
+    r[4 * k] = _mm256_shuffle_ps(t[4 * k], t[4 * k + 2], 0x44);
+    r[4 * k + 1] = _mm256_shuffle_ps(t[4 * k], t[4 * k + 2], 0xEE);
+    r[4 * k + 2] = _mm256_shuffle_ps(t[4 * k + 1], t[4 * k + 3], 0x44);
+    r[4 * k + 3] = _mm256_shuffle_ps(t[4 * k + 1], t[4 * k + 3], 0xEE);
+  }
+  for (int c = 0; c < 4; ++c) {
+    _mm256_storeu_ps(dst + c * ldd, _mm256_permute2f128_ps(r[c], r[4 + c], 0x20));
+    _mm256_storeu_ps(dst + (c + 4) * ldd, _mm256_permute2f128_ps(r[c], r[4 + c], 0x31));
+  }
+}
+
+SSMQ_TARGET_AVX2 inline void PrefetchRow256(const float* p, int64_t n) {
+  for (int64_t k = 0; k < n; k += 16) PrefetchRead(p + k);
+}
+
+// Mamba2ChunkScan512 step by step in 8-float vectors (head_dim and d_state
+// multiples of 16).
+SSMQ_TARGET_AVX2 void Mamba2ChunkScan256(const Mamba2Dims& dims, int64_t g, int64_t h0,
+                                         int64_t h1, int64_t L, int64_t chunk, const float* xbc,
+                                         int64_t xbc_stride, const float* dt, int64_t dt_stride,
+                                         const float* A, const float* D, float* state, float* y,
+                                         int64_t y_stride, float* scratch) {
+  const int64_t P = dims.head_dim, N = dims.d_state, Q = chunk, Qp = (Q + 15) / 16 * 16;
+  const int64_t b_off = dims.d_inner() + g * N;
+  const int64_t c_off = dims.d_inner() + dims.n_groups * N + g * N;
+  float* cb = scratch;
+  float* m = cb + Q * Qp;
+  float* cc = m + Q * Qp;
+  float* bc = cc + Q * N;
+  float* bt = bc + Q * N;
+  float* st = bt + N * Qp;
+  float* xc = st + N * P;
+  float* xw = xc + Q * P;
+  float* cs = xw + Q * P;
+  float* ecs = cs + Qp;
+  float* dtv = ecs + Qp;
+  float* wj = dtv + Qp;
+  float* u = wj + Qp;
+  const __m256i iota = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+  for (int64_t t0 = 0; t0 < L; t0 += Q) {
+    const int64_t q = std::min(Q, L - t0), qv = (q + 15) / 16 * 16;
+    const float* rows = xbc + t0 * xbc_stride;
+    for (int64_t i = 0; i < q; ++i) {
+      const float* row = rows + i * xbc_stride;
+      if (i + kRowPrefetch < q) {
+        PrefetchRow256(row + kRowPrefetch * xbc_stride + b_off, N);
+        PrefetchRow256(row + kRowPrefetch * xbc_stride + c_off, N);
+      }
+      PrefetchRow256(row + h0 * P, P);
+      std::copy_n(row + c_off, N, cc + i * N);
+      std::copy_n(row + b_off, N, bc + i * N);
+    }
+    // B transposed, zero columns from q up to a whole 16-column vector.
+    for (int64_t j = 0; j < qv; j += 8) {
+      const int64_t valid = std::clamp<int64_t>(q - j, 0, 8);
+      for (int64_t n = 0; n < N; n += 8) {
+        Transpose8(bc + std::min(j, q - 1) * N + n, N, valid, bt + n * Qp + j, Qp);
+      }
+    }
+    RunTiles256<CbTile256, kTileRows, kTileVecs256>(CbArgs{cc, bt, cb, N, Qp}, q);
+    for (int64_t h = h0; h < h1; ++h) {
+      const float Ah = A[h];
+      const float* dth = dt + t0 * dt_stride + h;
+      float* S = state + h * P * N;
+      float run = 0;
+      for (int64_t i = 0; i < q; ++i) {
+        dtv[i] = dth[i * dt_stride];
+        run += dtv[i] * Ah;
+        cs[i] = run;
+      }
+      for (int64_t i = q; i < qv; ++i) dtv[i] = cs[i] = 0.0f;  // padding: finite, weight 0
+      const float total = cs[q - 1];
+      const __m256 total_v = _mm256_set1_ps(total);
+      for (int64_t j = 0; j < qv; j += 8) {
+        const __m256 c = _mm256_loadu_ps(cs + j);
+        _mm256_storeu_ps(ecs + j, FastExp256(c));
+        _mm256_storeu_ps(wj + j, _mm256_mul_ps(FastExp256(_mm256_sub_ps(total_v, c)),
+                                               _mm256_loadu_ps(dtv + j)));
+      }
+      for (int64_t j = 0; j < q; ++j) {
+        const float* xj = rows + j * xbc_stride + h * P;
+        if (h + 1 < h1) PrefetchRow256(xj + P, P);
+        const __m256 w = _mm256_set1_ps(wj[j]);
+        for (int64_t p = 0; p < P; p += 8) {
+          const __m256 x = _mm256_loadu_ps(xj + p);
+          _mm256_storeu_ps(xc + j * P + p, x);
+          _mm256_storeu_ps(xw + j * P + p, _mm256_mul_ps(w, x));
+        }
+      }
+      // m as in Mamba2ChunkScan512 (the same 16 x 16 block factoring of the
+      // decay); the diagonal block's mask j <= i as an integer compare.
+      for (int64_t i0 = 0; i0 < q; i0 += 16) {
+        const __m256 cs0 = _mm256_set1_ps(cs[i0]);
+        for (int64_t j = 0; j < i0; j += 8) {
+          const __m256 e = FastExp256(_mm256_sub_ps(cs0, _mm256_loadu_ps(cs + j)));
+          _mm256_storeu_ps(u + j, _mm256_mul_ps(e, _mm256_loadu_ps(dtv + j)));
+        }
+        const int64_t i1 = std::min(q, i0 + 16);
+        for (int64_t i = i0; i < i1; ++i) {
+          const int64_t block_end = std::min(q, (i / kTileRows + 1) * kTileRows);
+          const __m256 csi = _mm256_set1_ps(cs[i]);
+          const __m256 ri = FastExp256(_mm256_sub_ps(csi, cs0));
+          const float* cbi = cb + i * Qp;
+          float* mi = m + i * Qp;
+          for (int64_t j = 0; j < i0; j += 8) {
+            _mm256_storeu_ps(mi + j, _mm256_mul_ps(_mm256_mul_ps(_mm256_loadu_ps(cbi + j), ri),
+                                                   _mm256_loadu_ps(u + j)));
+          }
+          for (int64_t j = i0; j < i0 + 16; j += 8) {
+            // Lanes l with j + l <= i.
+            const __m256 mask = _mm256_castsi256_ps(
+                _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(i - j + 1)), iota));
+            const __m256 e = FastExp256(_mm256_sub_ps(csi, _mm256_loadu_ps(cs + j)));
+            const __m256 w = _mm256_mul_ps(_mm256_loadu_ps(cbi + j), e);
+            _mm256_storeu_ps(mi + j, _mm256_and_ps(mask, _mm256_mul_ps(w, _mm256_loadu_ps(dtv + j))));
+          }
+          for (int64_t j = i0 + 16; j < block_end; j += 8) {
+            _mm256_storeu_ps(mi + j, _mm256_setzero_ps());
+          }
+          mi[i] += D[h];
+        }
+      }
+      for (int64_t p = 0; p < P; p += 8) {
+        for (int64_t n = 0; n < N; n += 8) Transpose8(S + p * N + n, N, 8, st + n * P + p, P);
+      }
+      RunTiles256<YTile256, kTileRows, kTileVecs256>(
+          YArgs{cc, st, ecs, m, xc, y + t0 * y_stride + h * P, N, P, Qp, y_stride}, q);
+      RunTiles256<StateTile256, kTileRows, kTileVecs256>(
+          StateArgs{xw, bc, S, ecs[q - 1], q, N, P}, P);
+    }
+  }
+}
 #endif  // SSMQ_HAVE_X86_KERNELS
 
 SSMQ_HOT void Mamba2ChunkScanReference(const Mamba2Dims& dims, int64_t g, int64_t h0, int64_t h1,
@@ -854,7 +1113,20 @@ void Mamba2ChunkScanGroup(const Mamba2Dims& dims, int64_t g, int64_t h0, int64_t
     return Mamba2ChunkScan512(dims, g, h0, h1, L, chunk, xbc, xbc_stride, dt, dt_stride, A, D,
                               state, y, y_stride, scratch);
   }
+  if (dims.head_dim % 16 == 0 && dims.d_state % 16 == 0 && CpuIsa() == KernelIsa::kAvx2) {
+    return Mamba2ChunkScan256(dims, g, h0, h1, L, chunk, xbc, xbc_stride, dt, dt_stride, A, D,
+                              state, y, y_stride, scratch);
+  }
 #endif
+  Mamba2ChunkScanReference(dims, g, h0, h1, L, chunk, xbc, xbc_stride, dt, dt_stride, A, D, state,
+                           y, y_stride, scratch);
+}
+
+void Mamba2ChunkScanGroupReference(const Mamba2Dims& dims, int64_t g, int64_t h0, int64_t h1,
+                                   int64_t L, int64_t chunk, const float* xbc, int64_t xbc_stride,
+                                   const float* dt, int64_t dt_stride, const float* A,
+                                   const float* D, float* state, float* y, int64_t y_stride,
+                                   float* scratch) {
   Mamba2ChunkScanReference(dims, g, h0, h1, L, chunk, xbc, xbc_stride, dt, dt_stride, A, D, state,
                            y, y_stride, scratch);
 }

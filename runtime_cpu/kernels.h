@@ -87,13 +87,21 @@ int64_t Mamba2ChunkScratchFloats(const Mamba2Dims& dims, int64_t chunk);
 // across threads (each slice recomputes the group's C.B products, a small
 // part of the work) so that a single-group model still uses every core.
 // Per chunk that is four matrix products (C.B^T, C.S^T, the masked
-// quadratic form times x, the state update); with AVX-512 and head_dim,
-// d_state multiples of 16 they run as register-tiled kernels, elsewhere as
-// plain loops. scratch: Mamba2ChunkScratchFloats(dims, chunk) floats.
+// quadratic form times x, the state update); with AVX-512 or AVX2 + FMA and
+// head_dim, d_state multiples of 16 they run as register-tiled kernels,
+// elsewhere as plain loops. scratch: Mamba2ChunkScratchFloats(dims, chunk)
+// floats.
 void Mamba2ChunkScanGroup(const Mamba2Dims& dims, int64_t g, int64_t h0, int64_t h1, int64_t L,
                           int64_t chunk, const float* xbc, int64_t xbc_stride, const float* dt,
                           int64_t dt_stride, const float* A, const float* D, float* state,
                           float* y, int64_t y_stride, float* scratch);
+// The plain loops of Mamba2ChunkScanGroup whatever the CPU (what the tests
+// compare the tiled kernels with).
+void Mamba2ChunkScanGroupReference(const Mamba2Dims& dims, int64_t g, int64_t h0, int64_t h1,
+                                   int64_t L, int64_t chunk, const float* xbc, int64_t xbc_stride,
+                                   const float* dt, int64_t dt_stride, const float* A,
+                                   const float* D, float* state, float* y, int64_t y_stride,
+                                   float* scratch);
 
 // One recurrent step of head h of one sequence (x, B, C: that head's / group's rows):
 //   S[p][n] = exp(dt*A) * S[p][n] + dt * x[p] * B[n];  y[p] = C . S[p] + D * x[p]

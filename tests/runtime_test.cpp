@@ -275,7 +275,9 @@ TEST(RuntimeKernels, Mamba2ChunkScanEqualsRecurrence) {
 // CPU has it: head_dim and d_state multiples of 16): mamba2-370m's head_dim
 // 64 and d_state 128 with 4 heads per group, 2 groups, chunk 64 and 256, L
 // not a multiple of the chunk; and an odd one: chunk 40 (not whole 16-float
-// vectors), head_dim 32, d_state 48 (3 vectors), 3 heads in one group.
+// vectors), head_dim 32, d_state 48 (3 vectors), 3 heads in one group;
+// and the smallest tiled one: head_dim and d_state 16 (one tile of two
+// 8-float vectors on AVX2), chunk 20 (not whole 8-float vectors either).
 struct Mamba2ScanShape {
   rt::Mamba2Dims dims;
   int64_t L, chunk, split;
@@ -284,7 +286,8 @@ class Mamba2ChunkScan : public ::testing::TestWithParam<Mamba2ScanShape> {};
 INSTANTIATE_TEST_SUITE_P(RuntimeKernels, Mamba2ChunkScan,
                          ::testing::Values(Mamba2ScanShape{{8, 64, 2, 128}, 300, 64, 100},
                                            Mamba2ScanShape{{8, 64, 2, 128}, 300, 256, 270},
-                                           Mamba2ScanShape{{3, 32, 1, 48}, 97, 40, 45}),
+                                           Mamba2ScanShape{{3, 32, 1, 48}, 97, 40, 45},
+                                           Mamba2ScanShape{{4, 16, 2, 16}, 61, 20, 23}),
                          [](const ::testing::TestParamInfo<Mamba2ScanShape>& info) {
                            char name[64];
                            std::snprintf(name, sizeof name, "P%d_N%d_chunk%d",
@@ -303,6 +306,54 @@ TEST_P(Mamba2ChunkScan, EqualsRecurrence) {
       Mamba2ChunkScanVsRecurrence(s.dims, s.L, s.chunk, s.split, 0.005f, 0.1f, -1.0f, -0.05f);
   EXPECT_LT(d.y, 1e-5 * d.y_scale) << "largest |y| " << d.y_scale;
   EXPECT_LT(d.state, 1e-5 * d.state_scale) << "largest |state| " << d.state_scale;
+}
+
+// The dispatched scan (register-tiled AVX-512 or AVX2 where the CPU, or
+// SSMQ_ISA, picks it) against the plain loops on the same calls: the same
+// formula with other summation orders and the decay split in blocks, held
+// to the tolerance of the recurrence test above.
+TEST_P(Mamba2ChunkScan, MatchesPlainLoops) {
+  const Mamba2ScanShape& s = GetParam();
+  const rt::Mamba2Dims& dims = s.dims;
+  const int64_t L = s.L, di = dims.d_inner(), cd = di + 2 * dims.n_groups * dims.d_state;
+  const auto xbc = RandomVector(L * cd, 21);
+  const auto dt = RandomVector(L * dims.n_heads, 22, 0.005f, 0.1f);
+  const auto A = RandomVector(dims.n_heads, 23, -1.0f, -0.05f);
+  const auto D = RandomVector(dims.n_heads, 24);
+  const auto init = RandomVector(dims.n_heads * dims.head_dim * dims.d_state, 25);
+  std::vector<float> scratch(rt::Mamba2ChunkScratchFloats(dims, s.chunk));
+  const int64_t hpg = dims.heads_per_group();
+  auto run = [&](bool reference, std::vector<float>& state, std::vector<float>& y) {
+    state = init;
+    y.assign(L * di, std::nanf(""));
+    // scratch left from the other run must not matter
+    std::fill(scratch.begin(), scratch.end(), reference ? -7.0f : std::nanf(""));
+    for (auto [t0, n] : {std::pair<int64_t, int64_t>{0, s.split}, {s.split, L - s.split}}) {
+      for (int64_t g = 0; g < dims.n_groups; ++g) {
+        const int64_t step = t0 == 0 ? 1 : hpg;
+        for (int64_t h0 = g * hpg; h0 < (g + 1) * hpg; h0 += step) {
+          (reference ? rt::Mamba2ChunkScanGroupReference : rt::Mamba2ChunkScanGroup)(
+              dims, g, h0, h0 + step, n, s.chunk, xbc.data() + t0 * cd, cd,
+              dt.data() + t0 * dims.n_heads, dims.n_heads, A.data(), D.data(), state.data(),
+              y.data() + t0 * di, di, scratch.data());
+        }
+      }
+    }
+  };
+  std::vector<float> state_f, y_f, state_r, y_r;
+  run(false, state_f, y_f);
+  run(true, state_r, y_r);
+  auto scale = [](const std::vector<float>& ref) {
+    float m = 1.0f;
+    for (float v : ref) m = std::max(m, std::fabs(v));
+    return double(m);
+  };
+  for (float v : y_f) ASSERT_TRUE(std::isfinite(v));
+  for (float v : state_f) ASSERT_TRUE(std::isfinite(v));
+  EXPECT_LT(MaxAbsDiff(y_f.data(), y_r.data(), y_f.size()), 1e-5 * scale(y_r))
+      << rt::KernelIsaName(rt::CpuIsa());
+  EXPECT_LT(MaxAbsDiff(state_f.data(), state_r.data(), state_f.size()), 1e-5 * scale(state_r))
+      << rt::KernelIsaName(rt::CpuIsa());
 }
 
 // Softplus inside, channel blocks with a tail (di 40), and the by-channel
