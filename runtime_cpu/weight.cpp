@@ -335,9 +335,7 @@ void MatMulRange(const Weight& w, const Weight* bias, const float* x, int64_t x_
       const int64_t r0 = row0 + p * kF32PanelRows, r1 = std::min(row1, r0 + kF32PanelRows);
       Grow(panel, static_cast<size_t>(kF32PanelRows * w.cols));
       // 16-bit and tiled weights straight into the panel; the others through
-      // f32 rows (dequantized first unless they are f32 already). On AVX2
-      // PackTiledPanel declines and tiled rows dequantize through
-      // DequantizeRows (which untiles them).
+      // f32 rows (dequantized first unless they are f32 already).
       const bool packed =
           (w.is_half() && F32PackPanelHalf(w.half + r0 * w.cols, w.format == WeightFormat::kBF16,
                                            w.cols, r1 - r0, panel.data())) ||
