@@ -756,10 +756,6 @@ SSMQ_TARGET_AVX512 void TiledInt8Q8(const Int8Args& a, const Int8Prep& prep, int
 // The block sums are exact in int32, and the float steps are THE FLOAT
 // COMBINATION ORDER lane by lane: bit-identical to the scalar kernel.
 
-SSMQ_AVX2 inline __m256i BroadcastDword256(const void* p) {
-  return _mm256_broadcastd_epi32(_mm_loadu_si32(p));
-}
-
 // 32 tile bytes (8 rows x 8 Q4 codes) times the even / odd activation
 // dwords: per row lane, two int16 pair sums of code · a (each <= 3840).
 SSMQ_AVX2 inline __m256i Q4PairSums(const uint8_t* p, __m256i xe, __m256i xo, __m256i low4) {
@@ -775,12 +771,6 @@ SSMQ_AVX2 inline __m256i Q8Dot(const uint8_t* p, __m256i xa, __m256i bias128, __
   const __m256i q =
       _mm256_xor_si256(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)), bias128);
   return _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_abs_epi8(q), _mm256_sign_epi8(xa, q)), ones);
-}
-
-// Gather indices of 8 rows' scales: lane i -> i · groups_per_row.
-SSMQ_AVX2 inline __m256i HalfTileScaleIndex(int64_t groups_per_row) {
-  return _mm256_mullo_epi32(_mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7),
-                            _mm256_set1_epi32(static_cast<int32_t>(groups_per_row)));
 }
 
 // facc[h] += float(isum[h]) · (sa · sw) for both halves of a tile (rows 8h..8h+7).

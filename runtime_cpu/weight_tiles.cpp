@@ -198,10 +198,6 @@ SSMQ_TARGET_AVX512 void TileRowsAvx512(const Weight& w, int64_t t0, int64_t t1,
 //       pairs (255 · 32639 · 2 < 2^31; a row's block sum < 2^31 too); the two
 //       pairs of a row are added by one hadd per block, and 128 · Σv comes off.
 // (maddubs cannot take Q8's hi / lo bytes: 255 · 128 · 2 overflows its int16.)
-SSMQ_TARGET_AVX2 inline __m256i BroadcastDwordAvx2(const void* p) {
-  return _mm256_broadcastd_epi32(_mm_loadu_si32(p));
-}
-
 // The 8 rows' scales of the block's group: lane i -> row i of the half tile.
 SSMQ_TARGET_AVX2 inline __m256 HalfTileScales(const float* group_scales, int64_t ng,
                                               __m256i scale_index) {
@@ -246,9 +242,9 @@ SSMQ_TARGET_AVX2 void TileAvx2(const Weight& w, int64_t tile, const int8_t* xb,
       __m256i h0 = _mm256_setzero_si256(), h1 = h0, l0 = h0, l1 = h0;
       for (int k = k4; k < k4 + 4; ++k) {
         PrefetchRead(pb + k * kChunkBytes + ahead);
-        const __m256i he = BroadcastDwordAvx2(x + 4 * k), ho = BroadcastDwordAvx2(x + 64 + 4 * k);
-        const __m256i le = BroadcastDwordAvx2(x + 128 + 4 * k);
-        const __m256i lodd = BroadcastDwordAvx2(x + 192 + 4 * k);
+        const __m256i he = BroadcastDword256(x + 4 * k), ho = BroadcastDword256(x + 64 + 4 * k);
+        const __m256i le = BroadcastDword256(x + 128 + 4 * k);
+        const __m256i lodd = BroadcastDword256(x + 192 + 4 * k);
         const uint8_t* chunk = pb + k * kChunkBytes;
         AddHiLo(chunk, he, ho, le, lodd, low4, h0, l0);
         AddHiLo(chunk + 32, he, ho, le, lodd, low4, h1, l1);
@@ -330,8 +326,7 @@ SSMQ_TARGET_AVX2 void PackTiledPanelAvx2(const Weight& w, int64_t r0, int64_t r1
   const bool q8 = w.format == WeightFormat::kQ8;
   const int64_t cols = w.cols, row_bytes = RowCodeBytes(w), ng = w.groups_per_row();
   const int64_t per_dword = q8 ? 4 : 8, dwords_per_group = w.group_size / per_dword;
-  const __m256i scale_index = _mm256_mullo_epi32(_mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7),
-                                                 _mm256_set1_epi32(static_cast<int32_t>(ng)));
+  const __m256i scale_index = HalfTileScaleIndex(ng);
   const __m256i low4 = _mm256_set1_epi32(0xF), eight = _mm256_set1_epi32(8);
   const __m256i bias = _mm256_set1_epi32(static_cast<int>(0x80808080u));
   for (int64_t h = 0; h < P; h += kWeightTileRows) {
@@ -377,8 +372,7 @@ SSMQ_TARGET_AVX2 void TileRowsAvx2(const Weight& w, int64_t t0, int64_t t1, cons
                                    const Fixed16Activations& xa, int64_t n_tokens, float* y,
                                    int64_t y_stride) {
   const int64_t nb = w.cols / kFixed16Block, ng = w.groups_per_row();
-  const __m256i scale_index = _mm256_mullo_epi32(_mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7),
-                                                 _mm256_set1_epi32(static_cast<int32_t>(ng)));
+  const __m256i scale_index = HalfTileScaleIndex(ng);
   for (int64_t t = 0; t < n_tokens; ++t) {
     for (int64_t tile = t0; tile < t1; ++tile) {
       const int64_t r = tile * kWeightTileRows;

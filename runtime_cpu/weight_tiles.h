@@ -104,6 +104,15 @@ SSMQ_TARGET_AVX512 inline __m512i TileScaleIndex(int64_t groups_per_row) {
 SSMQ_TARGET_AVX512 inline __m512i BroadcastDword(const void* p) {
   return _mm512_broadcastd_epi32(_mm_loadu_si32(p));
 }
+// The AVX2 tile kernels' two: a tile is two 8-row ymm halves, so the
+// indices cover 8 rows (lane i -> i · groups_per_row) and a dword fills 8 lanes.
+SSMQ_TARGET_AVX2 inline __m256i HalfTileScaleIndex(int64_t groups_per_row) {
+  return _mm256_mullo_epi32(_mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7),
+                            _mm256_set1_epi32(static_cast<int32_t>(groups_per_row)));
+}
+SSMQ_TARGET_AVX2 inline __m256i BroadcastDword256(const void* p) {
+  return _mm256_broadcastd_epi32(_mm_loadu_si32(p));
+}
 #endif
 
 // Asks for the scales of the tile after `tile` (16 rows x groups_per_row
