@@ -4,9 +4,9 @@
 // region per stage.
 //
 // Work is shared with rt::TeamBlocks (each thread its own share of the
-// blocks in order, then what is left of the others'), so each thread's
-// weight rows are one contiguous stream per matrix. Per layer, for each
-// thread:
+// units in order, in claims of up to a block, then what is left of the
+// others' from their back), so each thread's weight rows are one contiguous
+// stream per matrix. Per layer, for each thread:
 //   norm        its own copy of RMSNorm(hidden) (d_model values: no barrier
 //               needed for a shared one), from which it prepares in_proj
 // Mamba1:
@@ -43,14 +43,16 @@ namespace ssmq {
 
 namespace {
 
-// in_proj rows (and their channels) per block, and Mamba1 channels per
-// dt_proj + step block: 128 against 32 gave mamba-370m w4a16 decode +8.5%,
-// w8a8 +3%, mamba2-370m w4a16 +5%, w8a8 the same (fewer, longer runs of each
-// thread's weight stream; the conv and step vectors fuller); 64 was between.
-constexpr int64_t kChannelBlock = 128;
-constexpr int64_t kRowChunk = 48;      // x_proj rows per block (96 at 370m: one per thread)
-constexpr int64_t kOutChunk = 128;     // out_proj rows per block
-constexpr int64_t kHeadChunk = 256;    // LM-head rows per block (~200 blocks at 50K vocab)
+// in_proj rows (and their channels) per unit, and Mamba1 channels per
+// dt_proj + step unit, claimed up to kChannelTake units (a block of 128) at a
+// time: blocks of 128 against 32 gave mamba-370m w4a16 decode +8.5%, w8a8 +3%,
+// mamba2-370m w4a16 +5%, w8a8 the same (fewer, longer runs of each thread's
+// weight stream; the conv and step vectors fuller); 64 was between. The
+// smaller unit is for the end of a stage, where claims taper to one unit.
+constexpr int64_t kChannelUnit = 32, kChannelTake = 4;
+constexpr int64_t kRowChunk = 48;                   // x_proj rows per unit (96 at 370m)
+constexpr int64_t kOutUnit = 16, kOutTake = 8;      // out_proj rows: blocks of up to 128
+constexpr int64_t kHeadUnit = 32, kHeadTake = 8;    // LM-head rows: blocks of up to 256
 
 int64_t Blocks(int64_t n, int64_t per_block) { return (n + per_block - 1) / per_block; }
 
@@ -66,7 +68,12 @@ struct DecodeTeamShared {
   RecurrentState* state = nullptr;
   TeamBlocks in_blocks, mid_blocks, step_blocks, out_blocks, head_blocks;
   int64_t n_in = 0, n_mid = 0, n_step = 0, n_out = 0, n_head = 0;
+  int64_t step_take = 1;
   SpinBarrier barrier;
+  void ResetIn() { in_blocks.Reset(n_in, nt, kChannelTake); }
+  void ResetMid() { mid_blocks.Reset(n_mid, nt); }
+  void ResetStep() { step_blocks.Reset(n_step, nt, step_take); }
+  void ResetOut() { out_blocks.Reset(n_out, nt, kOutTake); }
 };
 
 }  // namespace rt
@@ -90,7 +97,7 @@ bool Runtime::Impl::DecodeTeamApplies(int64_t batch) const {
       return false;
   }
   if (hp.arch == Arch::kMamba1 &&
-      (hp.d_inner < 2 * kChannelBlock || !rt::Mamba1FusedStepApplies(hp.d_state)))
+      (hp.d_inner < 2 * kChannelUnit * kChannelTake || !rt::Mamba1FusedStepApplies(hp.d_state)))
     return false;
   return decode_team == 1 || rt::WorthThreads(batch * 2 * hp.d_inner * hp.d_model, nt);
 }
@@ -107,20 +114,22 @@ void Runtime::Impl::DecodeTeam(int64_t batch, RecurrentState& state, float* logi
   c.nt = nt;
   c.state = &state;
   if (hp.arch == Arch::kMamba1) {
-    c.n_in = 2 * Blocks(hp.d_inner, kChannelBlock);  // x blocks, then z blocks
+    c.n_in = 2 * Blocks(hp.d_inner, kChannelUnit);  // x units, then z units
     c.n_mid = Blocks(hp.dt_rank + 2 * hp.d_state, kRowChunk);
-    c.n_step = Blocks(hp.d_inner, kChannelBlock);
+    c.n_step = Blocks(hp.d_inner, kChannelUnit);
+    c.step_take = kChannelTake;
   } else {
-    c.n_in = Blocks(hp.in_proj_dim(), kChannelBlock);
+    c.n_in = Blocks(hp.in_proj_dim(), kChannelUnit);
     c.n_step = batch * hp.n_heads;
+    c.step_take = 1;
   }
-  c.n_out = Blocks(dm, kOutChunk);
-  c.n_head = Blocks(hp.vocab_size, kHeadChunk);
-  c.in_blocks.Reset(c.n_in, nt);
-  c.mid_blocks.Reset(c.n_mid, nt);
-  c.step_blocks.Reset(c.n_step, nt);
-  c.out_blocks.Reset(c.n_out, nt);
-  c.head_blocks.Reset(c.n_head, nt);
+  c.n_out = Blocks(dm, kOutUnit);
+  c.n_head = Blocks(hp.vocab_size, kHeadUnit);
+  c.ResetIn();
+  c.ResetMid();
+  c.ResetStep();
+  c.ResetOut();
+  c.head_blocks.Reset(c.n_head, nt, kHeadTake);
   c.barrier.SetOversubscribed(nt > omp_get_num_procs());
 
 #pragma omp parallel num_threads(nt)
@@ -140,8 +149,8 @@ void Runtime::Impl::DecodeTeam(int64_t batch, RecurrentState& state, float* logi
       rt::RmsNormRows(s.hidden.data(), T, dm, output_norm.f32, hp.norm_eps, normed, 1);
       const rt::RowsPlan head = rt::PlanMatMul(lm_head(), nullptr, normed, dm, T, logits,
                                                hp.vocab_size);
-      for (int64_t i; (i = c.head_blocks.Next(t)) >= 0;) {
-        head.Run(i * kHeadChunk, std::min(hp.vocab_size, (i + 1) * kHeadChunk));
+      while (const rt::TeamBlocks::Claim u = c.head_blocks.Next(t)) {
+        head.Run(u.begin * kHeadUnit, std::min(hp.vocab_size, u.end * kHeadUnit));
       }
     }
   }
@@ -154,7 +163,7 @@ void Runtime::Impl::Mamba1TeamMixer(int l, rt::DecodeTeamShared& c, int t, int t
   const rt::LayerActs& act = w.act;
   const int64_t batch = c.batch, T = batch;
   const int64_t dm = hp.d_model, di = hp.d_inner, N = hp.d_state, R = hp.dt_rank, K = hp.d_conv;
-  const int64_t ipd = 2 * di, dbc_dim = R + 2 * N, x_blocks = c.n_in / 2;
+  const int64_t ipd = 2 * di, dbc_dim = R + 2 * N, x_units = c.n_in / 2;
   float* conv_state = c.state->conv.data() + l * conv_floats_per_layer(batch);
   const rt::SsmStateRef ssm = LayerSsm(l, batch, *c.state);
   const float* conv_b = w.conv_b.present() ? w.conv_b.f32 : nullptr;
@@ -164,36 +173,42 @@ void Runtime::Impl::Mamba1TeamMixer(int l, rt::DecodeTeamShared& c, int t, int t
   const rt::RowsPlan in_proj = PlanMatMulAct(w.in_proj, &w.in_proj_bias,
                                              act[ActSite::kInProjInput], normed, dm, T,
                                              s.proj.data(), ipd);
-  for (int64_t item; (item = c.in_blocks.Next(t)) >= 0;) {
-    const bool z_rows = item >= x_blocks;
-    const int64_t c0 = (z_rows ? item - x_blocks : item) * kChannelBlock;
-    const int64_t c1 = std::min(di, c0 + kChannelBlock), base = z_rows ? di : 0;
+  auto in_rows = [&](int64_t u0, int64_t u1) {  // units of x rows, or of z rows
+    const bool z_rows = u0 >= x_units;
+    const int64_t c0 = (z_rows ? u0 - x_units : u0) * kChannelUnit;
+    const int64_t c1 = std::min(di, (z_rows ? u1 - x_units : u1) * kChannelUnit);
+    const int64_t base = z_rows ? di : 0;
     in_proj.Run(base + c0, base + c1);
     rt::FakeQuantizeColumns(act[ActSite::kInProjOutput], s.proj.data(), ipd, T, base + c0,
                             base + c1);
-    if (z_rows) continue;
+    if (z_rows) return;
     for (int64_t b = 0; b < batch; ++b) {
       rt::CausalConvSilu(s.proj.data() + b * ipd, ipd, 1, c0, c1, K, w.conv_w.f32, conv_b,
                          conv_state + b * di * (K - 1), s.conv_out.data() + b * di, di);
     }
     rt::FakeQuantizeColumns(act[ActSite::kConvOutput], s.conv_out.data(), di, T, c0, c1);
+  };
+  while (const rt::TeamBlocks::Claim u = c.in_blocks.Next(t)) {
+    const int64_t split = std::clamp(x_units, u.begin, u.end);  // a claim may span x and z
+    if (u.begin < split) in_rows(u.begin, split);
+    if (split < u.end) in_rows(split, u.end);
   }
-  c.barrier.Wait(team, [&] { c.in_blocks.Reset(c.n_in, c.nt); });
+  c.barrier.Wait(team, [&] { c.ResetIn(); });
 
   const rt::RowsPlan x_proj = PlanMatMulAct(w.x_proj, nullptr, act[ActSite::kConvOutput],
                                             s.conv_out.data(), di, T, s.dbc.data(), dbc_dim);
-  for (int64_t i; (i = c.mid_blocks.Next(t)) >= 0;) {
-    x_proj.Run(i * kRowChunk, std::min(dbc_dim, (i + 1) * kRowChunk));
+  while (const rt::TeamBlocks::Claim u = c.mid_blocks.Next(t)) {
+    x_proj.Run(u.begin * kRowChunk, std::min(dbc_dim, u.end * kRowChunk));
   }
   c.barrier.Wait(team, [&] {
     rt::FakeQuantize(act[ActSite::kXProjOutput], s.dbc.data(), dbc_dim, T, dbc_dim, 1);
-    c.mid_blocks.Reset(c.n_mid, c.nt);
+    c.ResetMid();
   });
 
   const rt::RowsPlan dt_proj = PlanMatMulAct(w.dt_proj, &w.dt_bias, act.dt_proj_input,
                                              s.dbc.data(), dbc_dim, T, s.dt.data(), di);
-  for (int64_t blk; (blk = c.step_blocks.Next(t)) >= 0;) {
-    const int64_t c0 = blk * kChannelBlock, c1 = std::min(di, c0 + kChannelBlock);
+  while (const rt::TeamBlocks::Claim u = c.step_blocks.Next(t)) {
+    const int64_t c0 = u.begin * kChannelUnit, c1 = std::min(di, u.end * kChannelUnit);
     dt_proj.Run(c0, c1);
     rt::FakeQuantizeColumns(act[ActSite::kDtProjOutput], s.dt.data(), di, T, c0, c1);
     for (int64_t b = 0; b < batch; ++b) {
@@ -205,7 +220,7 @@ void Runtime::Impl::Mamba1TeamMixer(int l, rt::DecodeTeamShared& c, int t, int t
   }
   c.barrier.Wait(team, [&] {
     if (w.has_out_proj_hadamard) HadamardTransformRows(w.out_proj_hadamard, s.y.data(), T, di, 1);
-    c.step_blocks.Reset(c.n_step, c.nt);
+    c.ResetStep();
   });
 }
 
@@ -230,8 +245,8 @@ void Runtime::Impl::Mamba2TeamMixer(int l, rt::DecodeTeamShared& c, int t, int t
   const rt::RowsPlan in_proj = PlanMatMulAct(w.in_proj, &w.in_proj_bias,
                                              act[ActSite::kInProjInput], normed, dm, T,
                                              s.proj.data(), ipd);
-  for (int64_t item; (item = c.in_blocks.Next(t)) >= 0;) {
-    const int64_t r0 = item * kChannelBlock, r1 = std::min(ipd, r0 + kChannelBlock);
+  while (const rt::TeamBlocks::Claim u = c.in_blocks.Next(t)) {
+    const int64_t r0 = u.begin * kChannelUnit, r1 = std::min(ipd, u.end * kChannelUnit);
     in_proj.Run(r0, r1);
     rt::FakeQuantizeColumns(act[ActSite::kInProjOutput], s.proj.data(), ipd, T, r0, r1);
     const int64_t c0 = std::max(r0, di) - di, c1 = std::min(r1, di + cd) - di;
@@ -252,10 +267,11 @@ void Runtime::Impl::Mamba2TeamMixer(int l, rt::DecodeTeamShared& c, int t, int t
       }
     }
   }
-  c.barrier.Wait(team, [&] { c.in_blocks.Reset(c.n_in, c.nt); });
+  c.barrier.Wait(team, [&] { c.ResetIn(); });
 
   const int64_t state_per_seq = H * P * N;
-  for (int64_t bh; (bh = c.step_blocks.Next(t)) >= 0;) {
+  while (const rt::TeamBlocks::Claim u = c.step_blocks.Next(t)) {
+    const int64_t bh = u.begin;  // claims of one head (step_take 1)
     const int64_t b = bh / H, h = bh % H, g = h / hpg;
     const float* row = s.conv_out.data() + b * cd;
     const float *x = row + h * P, *B = row + di + g * N, *C = row + di + G * N + g * N;
@@ -280,7 +296,7 @@ void Runtime::Impl::Mamba2TeamMixer(int l, rt::DecodeTeamShared& c, int t, int t
     }
     if (w.has_out_proj_hadamard)
       HadamardTransformRows(w.out_proj_hadamard, s.gated.data(), T, di, 1);
-    c.step_blocks.Reset(c.n_step, c.nt);
+    c.ResetStep();
   });
 }
 
@@ -292,8 +308,8 @@ void Runtime::Impl::OutProjTeam(int l, rt::DecodeTeamShared& c, int t, int team)
   const rt::RowsPlan out_proj =
       PlanMatMulAct(w.out_proj, &w.out_proj_bias, w.act[ActSite::kOutProjInput], in, di, batch,
                     s.mixer_out.data(), dm);
-  for (int64_t i; (i = c.out_blocks.Next(t)) >= 0;) {
-    const int64_t r0 = i * kOutChunk, r1 = std::min(dm, r0 + kOutChunk);
+  while (const rt::TeamBlocks::Claim u = c.out_blocks.Next(t)) {
+    const int64_t r0 = u.begin * kOutUnit, r1 = std::min(dm, u.end * kOutUnit);
     out_proj.Run(r0, r1);
     for (int64_t b = 0; b < batch; ++b) {  // the residual, as Forward adds it
       float* h = s.hidden.data() + b * dm;
@@ -301,7 +317,7 @@ void Runtime::Impl::OutProjTeam(int l, rt::DecodeTeamShared& c, int t, int team)
       for (int64_t r = r0; r < r1; ++r) h[r] += o[r];
     }
   }
-  c.barrier.Wait(team, [&] { c.out_blocks.Reset(c.n_out, c.nt); });
+  c.barrier.Wait(team, [&] { c.ResetOut(); });
 }
 
 }  // namespace ssmq

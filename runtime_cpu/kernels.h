@@ -12,6 +12,10 @@ namespace ssmq::rt {
 void RmsNormRows(const float* x, int64_t n_rows, int64_t dim, const float* weight, double eps,
                  float* out, int n_threads);
 
+// x[i] = silu(x[i]), i < n: 8 lanes at a time where the CPU has AVX2
+// (those lanes within 2 ulp of the scalar Silu), the tail by Silu.
+void SiluInPlace(float* x, int64_t n);
+
 // Causal depthwise conv + SiLU over time for channels [c0, c1) of one
 // sequence of L tokens, continuing from and updating the conv state.
 //   in(t, c)  = src[t*src_stride + c] for t >= 0,

@@ -1,11 +1,16 @@
-// Blocks of work shared by an OpenMP team without a shared counter per block.
+// Units of work shared by an OpenMP team without a shared counter per unit.
 //
-// Each thread owns a contiguous share of the blocks (a static split, so its
-// weight rows stream in order) and takes them front to back; a thread that
-// has run out takes the next unclaimed block of another share. The team then
-// finishes within about one block of each other, where a static split left
-// the faster thread waiting for the slower (mamba-370m decode: 5-8 µs of
-// each ~120 µs in_proj + conv region on the dev VM, whose two cores drift).
+// Each thread owns a contiguous share of the units (a static split, so its
+// weight rows stream in order) and claims them front to back, up to
+// `max_take` units at a time; a thread that has run out claims from the back
+// of another share. The team then finishes within about one claim of each
+// other, where a static split left the faster thread waiting for the slower
+// (mamba-370m decode: 5-8 µs of each ~120 µs in_proj + conv region on the dev
+// VM, whose two cores drift). Claims taper: an owner takes at most half of
+// what is left of its share, a thief at most a quarter, so the last claims
+// of a stage are single units and the wait at its barrier is at most about
+// one small unit (with 128-row blocks it was up to a whole block: on the
+// Zen 3 VM ~4% of a mamba2-370m w8a8 decode token was spent at barriers).
 #pragma once
 
 #include <omp.h>
@@ -20,34 +25,53 @@ class TeamBlocks {
  public:
   static constexpr int kMaxThreads = 64;
 
+  // Units [begin, end); empty (begin == end == -1) when every unit is taken.
+  struct Claim {
+    int64_t begin = -1, end = -1;
+    explicit operator bool() const { return begin < end; }
+  };
+
   // Before the team starts, on one thread. Threads of `team` that never call
-  // Next leave their share to the others.
-  void Reset(int64_t n_blocks, int team) {
+  // Next leave their share to the others. At most 2^31 - 1 units.
+  void Reset(int64_t n_units, int team, int64_t max_take = 1) {
     team_ = std::clamp(team, 1, kMaxThreads);
+    max_take_ = std::max<int64_t>(1, max_take);
     for (int t = 0; t < team_; ++t) {
-      shares_[t].next.store(n_blocks * t / team_, std::memory_order_relaxed);
-      shares_[t].end = n_blocks * (t + 1) / team_;
+      shares_[t].range.store(Pack(n_units * t / team_, n_units * (t + 1) / team_),
+                             std::memory_order_relaxed);
     }
   }
 
-  // Thread t's next block, or -1 when every block is taken.
-  int64_t Next(int t) {
+  // Thread t's next claim: from the front of its own share, else from the
+  // back of the next share with units left.
+  Claim Next(int t) {
     for (int k = 0; k < team_; ++k) {
-      Share& s = shares_[(t + k) % team_];
-      if (s.next.load(std::memory_order_relaxed) >= s.end) continue;
-      const int64_t i = s.next.fetch_add(1, std::memory_order_relaxed);
-      if (i < s.end) return i;
+      std::atomic<uint64_t>& range = shares_[(t + k) % team_].range;
+      uint64_t cur = range.load(std::memory_order_relaxed);
+      for (;;) {
+        const int64_t begin = static_cast<int64_t>(cur >> 32);
+        const int64_t end = static_cast<int64_t>(cur & 0xFFFFFFFFu);
+        const int64_t left = end - begin;
+        if (left <= 0) break;
+        const int64_t take = std::clamp<int64_t>(k == 0 ? left / 2 : left / 4, 1, max_take_);
+        const Claim claim = k == 0 ? Claim{begin, begin + take} : Claim{end - take, end};
+        const uint64_t next = k == 0 ? Pack(begin + take, end) : Pack(begin, end - take);
+        if (range.compare_exchange_weak(cur, next, std::memory_order_relaxed)) return claim;
+      }
     }
-    return -1;
+    return {};
   }
 
  private:
+  static uint64_t Pack(int64_t begin, int64_t end) {
+    return (static_cast<uint64_t>(begin) << 32) | static_cast<uint64_t>(end);
+  }
   struct alignas(64) Share {  // one cache line each: owners do not share lines
-    std::atomic<int64_t> next{0};
-    int64_t end = 0;
+    std::atomic<uint64_t> range{0};  // begin << 32 | end of the unclaimed units
   };
   Share shares_[kMaxThreads];
   int team_ = 1;
+  int64_t max_take_ = 1;
 };
 
 // fn(i) for i in [0, n): over n_threads OpenMP threads (TeamBlocks: each
@@ -63,7 +87,9 @@ void ForEachIndex(int64_t n, int n_threads, bool parallel, Fn&& fn) {
 #pragma omp parallel num_threads(n_threads)
     {
       const int t = omp_get_thread_num();
-      for (int64_t i; (i = blocks.Next(t)) >= 0;) fn(i);
+      while (const TeamBlocks::Claim claim = blocks.Next(t)) {
+        for (int64_t i = claim.begin; i < claim.end; ++i) fn(i);
+      }
     }
     return;
   }

@@ -100,7 +100,7 @@ TEST(RuntimeKernels, MatMulMatchesNaiveWithStridesAndBias) {
 }
 
 TEST(RuntimeKernels, ConvInPiecesEqualsConvInOneGo) {
-  const int64_t C = 10, K = 4, L = 9;
+  const int64_t C = 37, K = 4, L = 9;  // 37: SIMD blocks of 8 and 16 plus a tail
   const auto src = RandomVector(L * C, 4);
   const auto w = RandomVector(C * K, 5);
   const auto bias = RandomVector(C, 6);
