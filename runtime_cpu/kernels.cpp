@@ -741,8 +741,56 @@ SSMQ_TARGET_AVX512 inline void Transpose16(const float* src, int64_t lds, int64_
 // one head's work (~0.2 M cycles) ahead; B and C this many rows ahead.
 constexpr int64_t kRowPrefetch = 8;
 
-SSMQ_TARGET_AVX512 inline void PrefetchRow(const float* p, int64_t n) {
-  for (int64_t k = 0; k < n; k += 16) PrefetchRead(p + k);
+// The chunk scan's scratch as Mamba2ChunkScratchFloats lays it out, for
+// both vector forms. Q = chunk, Qp = Q rounded up to 16.
+struct ChunkScratch {
+  float *cb, *m, *cc, *bc, *bt, *st, *xc, *xw, *cs, *ecs, *dtv, *wj, *u;
+  ChunkScratch(float* scratch, int64_t Q, int64_t Qp, int64_t N, int64_t P) {
+    cb = scratch;
+    m = cb + Q * Qp;
+    cc = m + Q * Qp;
+    bc = cc + Q * N;
+    bt = bc + Q * N;
+    st = bt + N * Qp;
+    xc = st + N * P;
+    xw = xc + Q * P;
+    cs = xw + Q * P;
+    ecs = cs + Qp;
+    dtv = ecs + Qp;
+    wj = dtv + Qp;
+    u = wj + Qp;
+  }
+};
+
+// Copies the group's C and B of q rows into cc and bc, asking for each row's
+// C and B kRowPrefetch rows ahead and for the first head's x (at x_off) now.
+inline void GatherChunkRows(const float* rows, int64_t xbc_stride, int64_t q, int64_t b_off,
+                            int64_t c_off, int64_t N, int64_t x_off, int64_t P, float* cc,
+                            float* bc) {
+  for (int64_t i = 0; i < q; ++i) {
+    const float* row = rows + i * xbc_stride;
+    if (i + kRowPrefetch < q) {
+      PrefetchSpan(row + kRowPrefetch * xbc_stride + b_off, N * 4);
+      PrefetchSpan(row + kRowPrefetch * xbc_stride + c_off, N * 4);
+    }
+    PrefetchSpan(row + x_off, P * 4);
+    std::copy_n(row + c_off, N, cc + i * N);
+    std::copy_n(row + b_off, N, bc + i * N);
+  }
+}
+
+// A head's dt over the chunk (dtv) and its running sum times A (cs), both
+// zero from q up to qv (padding: finite, weight 0). Returns cs[q - 1].
+inline float CumulativeDecay(const float* dth, int64_t dt_stride, float Ah, int64_t q, int64_t qv,
+                             float* dtv, float* cs) {
+  float run = 0;
+  for (int64_t i = 0; i < q; ++i) {
+    dtv[i] = dth[i * dt_stride];
+    run += dtv[i] * Ah;
+    cs[i] = run;
+  }
+  for (int64_t i = q; i < qv; ++i) dtv[i] = cs[i] = 0.0f;
+  return cs[q - 1];
 }
 
 // Mamba2ChunkScanGroup for head_dim and d_state multiples of 16.
@@ -755,34 +803,16 @@ SSMQ_TARGET_AVX512 void Mamba2ChunkScan512(const Mamba2Dims& dims, int64_t g, in
   const int64_t P = dims.head_dim, N = dims.d_state, Q = chunk, Qp = (Q + 15) / 16 * 16;
   const int64_t b_off = dims.d_inner() + g * N;
   const int64_t c_off = dims.d_inner() + dims.n_groups * N + g * N;
-  float* cb = scratch;
-  float* m = cb + Q * Qp;
-  float* cc = m + Q * Qp;
-  float* bc = cc + Q * N;
-  float* bt = bc + Q * N;
-  float* st = bt + N * Qp;
-  float* xc = st + N * P;
-  float* xw = xc + Q * P;
-  float* cs = xw + Q * P;
-  float* ecs = cs + Qp;
-  float* dtv = ecs + Qp;
-  float* wj = dtv + Qp;
-  float* u = wj + Qp;
+  const ChunkScratch sc(scratch, Q, Qp, N, P);
+  float *cb = sc.cb, *m = sc.m, *cc = sc.cc, *bc = sc.bc, *bt = sc.bt, *st = sc.st;
+  float *xc = sc.xc, *xw = sc.xw, *cs = sc.cs, *ecs = sc.ecs, *dtv = sc.dtv, *wj = sc.wj;
+  float* u = sc.u;
   for (int64_t t0 = 0; t0 < L; t0 += Q) {
     const int64_t q = std::min(Q, L - t0), qv = (q + 15) / 16 * 16;
     const float* rows = xbc + t0 * xbc_stride;
     // The group's C and B rows, packed; B also transposed, with zero
     // columns up to a whole vector.
-    for (int64_t i = 0; i < q; ++i) {
-      const float* row = rows + i * xbc_stride;
-      if (i + kRowPrefetch < q) {
-        PrefetchRow(row + kRowPrefetch * xbc_stride + b_off, N);
-        PrefetchRow(row + kRowPrefetch * xbc_stride + c_off, N);
-      }
-      PrefetchRow(row + h0 * P, P);
-      std::copy_n(row + c_off, N, cc + i * N);
-      std::copy_n(row + b_off, N, bc + i * N);
-    }
+    GatherChunkRows(rows, xbc_stride, q, b_off, c_off, N, h0 * P, P, cc, bc);
     for (int64_t j = 0; j < q; j += 16) {
       for (int64_t n = 0; n < N; n += 16) {
         Transpose16(bc + j * N + n, N, q - j, bt + n * Qp + j, Qp);
@@ -793,14 +823,7 @@ SSMQ_TARGET_AVX512 void Mamba2ChunkScan512(const Mamba2Dims& dims, int64_t g, in
       const float Ah = A[h];
       const float* dth = dt + t0 * dt_stride + h;
       float* S = state + h * P * N;
-      float run = 0;
-      for (int64_t i = 0; i < q; ++i) {
-        dtv[i] = dth[i * dt_stride];
-        run += dtv[i] * Ah;
-        cs[i] = run;
-      }
-      for (int64_t i = q; i < qv; ++i) dtv[i] = cs[i] = 0.0f;  // padding: finite, weight 0
-      const float total = cs[q - 1];
+      const float total = CumulativeDecay(dth, dt_stride, Ah, q, qv, dtv, cs);
       const __m512 total_v = _mm512_set1_ps(total);
       for (int64_t j = 0; j < qv; j += 16) {
         const __m512 c = _mm512_loadu_ps(cs + j);
@@ -811,7 +834,7 @@ SSMQ_TARGET_AVX512 void Mamba2ChunkScan512(const Mamba2Dims& dims, int64_t g, in
       // The head's x rows, plain and times the state-update weights.
       for (int64_t j = 0; j < q; ++j) {
         const float* xj = rows + j * xbc_stride + h * P;
-        if (h + 1 < h1) PrefetchRow(xj + P, P);
+        if (h + 1 < h1) PrefetchSpan(xj + P, P * 4);
         const __m512 w = _mm512_set1_ps(wj[j]);
         for (int64_t p = 0; p < P; p += 16) {
           const __m512 x = _mm512_loadu_ps(xj + p);
@@ -1000,10 +1023,6 @@ SSMQ_TARGET_AVX2 inline void Transpose8(const float* src, int64_t lds, int64_t r
   }
 }
 
-SSMQ_TARGET_AVX2 inline void PrefetchRow256(const float* p, int64_t n) {
-  for (int64_t k = 0; k < n; k += 16) PrefetchRead(p + k);
-}
-
 // Mamba2ChunkScan512 step by step in 8-float vectors (head_dim and d_state
 // multiples of 16).
 SSMQ_TARGET_AVX2 void Mamba2ChunkScan256(const Mamba2Dims& dims, int64_t g, int64_t h0,
@@ -1014,33 +1033,15 @@ SSMQ_TARGET_AVX2 void Mamba2ChunkScan256(const Mamba2Dims& dims, int64_t g, int6
   const int64_t P = dims.head_dim, N = dims.d_state, Q = chunk, Qp = (Q + 15) / 16 * 16;
   const int64_t b_off = dims.d_inner() + g * N;
   const int64_t c_off = dims.d_inner() + dims.n_groups * N + g * N;
-  float* cb = scratch;
-  float* m = cb + Q * Qp;
-  float* cc = m + Q * Qp;
-  float* bc = cc + Q * N;
-  float* bt = bc + Q * N;
-  float* st = bt + N * Qp;
-  float* xc = st + N * P;
-  float* xw = xc + Q * P;
-  float* cs = xw + Q * P;
-  float* ecs = cs + Qp;
-  float* dtv = ecs + Qp;
-  float* wj = dtv + Qp;
-  float* u = wj + Qp;
+  const ChunkScratch sc(scratch, Q, Qp, N, P);
+  float *cb = sc.cb, *m = sc.m, *cc = sc.cc, *bc = sc.bc, *bt = sc.bt, *st = sc.st;
+  float *xc = sc.xc, *xw = sc.xw, *cs = sc.cs, *ecs = sc.ecs, *dtv = sc.dtv, *wj = sc.wj;
+  float* u = sc.u;
   const __m256i iota = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
   for (int64_t t0 = 0; t0 < L; t0 += Q) {
     const int64_t q = std::min(Q, L - t0), qv = (q + 15) / 16 * 16;
     const float* rows = xbc + t0 * xbc_stride;
-    for (int64_t i = 0; i < q; ++i) {
-      const float* row = rows + i * xbc_stride;
-      if (i + kRowPrefetch < q) {
-        PrefetchRow256(row + kRowPrefetch * xbc_stride + b_off, N);
-        PrefetchRow256(row + kRowPrefetch * xbc_stride + c_off, N);
-      }
-      PrefetchRow256(row + h0 * P, P);
-      std::copy_n(row + c_off, N, cc + i * N);
-      std::copy_n(row + b_off, N, bc + i * N);
-    }
+    GatherChunkRows(rows, xbc_stride, q, b_off, c_off, N, h0 * P, P, cc, bc);
     // B transposed, zero columns from q up to a whole 16-column vector.
     for (int64_t j = 0; j < qv; j += 8) {
       const int64_t valid = std::clamp<int64_t>(q - j, 0, 8);
@@ -1053,14 +1054,7 @@ SSMQ_TARGET_AVX2 void Mamba2ChunkScan256(const Mamba2Dims& dims, int64_t g, int6
       const float Ah = A[h];
       const float* dth = dt + t0 * dt_stride + h;
       float* S = state + h * P * N;
-      float run = 0;
-      for (int64_t i = 0; i < q; ++i) {
-        dtv[i] = dth[i * dt_stride];
-        run += dtv[i] * Ah;
-        cs[i] = run;
-      }
-      for (int64_t i = q; i < qv; ++i) dtv[i] = cs[i] = 0.0f;  // padding: finite, weight 0
-      const float total = cs[q - 1];
+      const float total = CumulativeDecay(dth, dt_stride, Ah, q, qv, dtv, cs);
       const __m256 total_v = _mm256_set1_ps(total);
       for (int64_t j = 0; j < qv; j += 8) {
         const __m256 c = _mm256_loadu_ps(cs + j);
@@ -1070,7 +1064,7 @@ SSMQ_TARGET_AVX2 void Mamba2ChunkScan256(const Mamba2Dims& dims, int64_t g, int6
       }
       for (int64_t j = 0; j < q; ++j) {
         const float* xj = rows + j * xbc_stride + h * P;
-        if (h + 1 < h1) PrefetchRow256(xj + P, P);
+        if (h + 1 < h1) PrefetchSpan(xj + P, P * 4);
         const __m256 w = _mm256_set1_ps(wj[j]);
         for (int64_t p = 0; p < P; p += 8) {
           const __m256 x = _mm256_loadu_ps(xj + p);

@@ -123,6 +123,11 @@ inline constexpr int64_t kPrefetchRows = 16;
 // int8 +2%; 1 KiB ahead gave the int8 state nothing).
 inline constexpr int64_t kStatePrefetchBytes = 4096;
 inline void PrefetchRead(const void* p) { __builtin_prefetch(p, 0, 2); }
+// PrefetchRead of every 64-byte line of [p, p + bytes).
+inline void PrefetchSpan(const void* p, int64_t bytes) {
+  const char* c = static_cast<const char*>(p);
+  for (int64_t i = 0; i < bytes; i += 64) PrefetchRead(c + i);
+}
 
 // Pins a vector accumulator in a register at this point of a loop. GCC's
 // reassociation otherwise turns a chain of integer adds over an unrolled
