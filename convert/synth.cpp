@@ -287,18 +287,32 @@ Result<std::string> SynthTokenizerJson(int64_t vocab_size) {
   };
   // vocab and merges are written as text: nlohmann's ordered_json finds keys
   // by linear search, which is quadratic for 50k entries.
+  // (Appended piece by piece: `"," + std::string&&` sets off GCC 12's false
+  // -Wrestrict on the inlined insert, GCC bug 105329.)
   auto quoted = [](const std::string& s) { return Json(s).dump(); };
-  std::string vocab = "{" + quoted("<|endoftext|>") + ":0";
+  std::string vocab = "{";
+  vocab += quoted("<|endoftext|>");
+  vocab += ":0";
   int64_t id = 1;
-  for (uint8_t b : byte_order) vocab += "," + quoted(spell(b)) + ":" + std::to_string(id++);
+  auto add_vocab = [&](const std::string& token) {
+    vocab += ',';
+    vocab += quoted(token);
+    vocab += ':';
+    vocab += std::to_string(id++);
+  };
+  for (uint8_t b : byte_order) add_vocab(spell(b));
   // Two-byte tokens: all pairs among the first k priority bytes before any
   // pair that involves byte k+1.
   std::string merges = "[";
   for (size_t k = 0; k < priority.size() && id < vocab_size; ++k) {
     auto add = [&](uint8_t a, uint8_t b) {
       if (id >= vocab_size) return;
-      vocab += "," + quoted(spell(a) + spell(b)) + ":" + std::to_string(id++);
-      merges += (merges.size() > 1 ? ",[" : "[") + quoted(spell(a)) + "," + quoted(spell(b)) + "]";
+      add_vocab(spell(a) + spell(b));
+      merges += merges.size() > 1 ? ",[" : "[";
+      merges += quoted(spell(a));
+      merges += ',';
+      merges += quoted(spell(b));
+      merges += ']';
     };
     for (size_t j = 0; j < k; ++j) {
       add(priority[j], priority[k]);
