@@ -23,20 +23,6 @@ SSMQ_HOT void RmsNormRow(const float* x, int64_t dim, const float* weight, float
 
 }  // namespace
 
-#ifdef SSMQ_HAVE_X86_KERNELS
-namespace {
-int64_t GateSpanAvx2(const float* y, const float* z, int64_t n, float* out);
-}  // namespace
-#endif
-
-void GateChannels(const float* y, const float* z, int64_t n, float* out) {
-  int64_t done = 0;
-#ifdef SSMQ_HAVE_X86_KERNELS
-  if (CpuIsa() >= KernelIsa::kAvx2) done = GateSpanAvx2(y, z, n, out);
-#endif
-  for (int64_t i = done; i < n; ++i) out[i] = y[i] * Silu(z[i]);
-}
-
 SSMQ_HOT void GroupRmsNormRow(float* v, int64_t dim, int64_t group, const float* weight,
                               double eps) {
   const float eps_f = static_cast<float>(eps);
@@ -75,7 +61,9 @@ int64_t ConvStep4Avx512(const float* x, int64_t c0, int64_t c1, const float* w,
                         const float* bias, float* state, float* out);
 int64_t ConvStep4Avx2(const float* x, int64_t c0, int64_t c1, const float* w,
                       const float* bias, float* state, float* out);
+int64_t SiluSpanAvx512(float* x, int64_t n);
 int64_t SiluSpanAvx2(float* x, int64_t n);
+int64_t GateSpanAvx512(const float* y, const float* z, int64_t n, float* out);
 int64_t GateSpanAvx2(const float* y, const float* z, int64_t n, float* out);
 }  // namespace
 #endif
@@ -84,9 +72,19 @@ int64_t GateSpanAvx2(const float* y, const float* z, int64_t n, float* out);
 void SiluInPlace(float* x, int64_t n) {
   int64_t done = 0;
 #ifdef SSMQ_HAVE_X86_KERNELS
-  if (CpuIsa() >= KernelIsa::kAvx2) done = SiluSpanAvx2(x, n);
+  if (CpuIsa() == KernelIsa::kAvx512) done = SiluSpanAvx512(x, n);
+  else if (CpuIsa() == KernelIsa::kAvx2) done = SiluSpanAvx2(x, n);
 #endif
   for (int64_t i = done; i < n; ++i) x[i] = Silu(x[i]);
+}
+
+void GateChannels(const float* y, const float* z, int64_t n, float* out) {
+  int64_t done = 0;
+#ifdef SSMQ_HAVE_X86_KERNELS
+  if (CpuIsa() == KernelIsa::kAvx512) done = GateSpanAvx512(y, z, n, out);
+  else if (CpuIsa() == KernelIsa::kAvx2) done = GateSpanAvx2(y, z, n, out);
+#endif
+  for (int64_t i = done; i < n; ++i) out[i] = y[i] * Silu(z[i]);
 }
 
 SSMQ_HOT void CausalConvSilu(const float* src, int64_t src_stride, int64_t L, int64_t c0,
@@ -335,6 +333,20 @@ SSMQ_TARGET_AVX2 int64_t ConvStep4Avx2(const float* x, int64_t c0, int64_t c1, c
     }
   }
   return c;
+}
+
+// SiLU and y · silu(z) over whole vectors; the caller does the tail.
+SSMQ_TARGET_AVX512 int64_t SiluSpanAvx512(float* x, int64_t n) {
+  int64_t i = 0;
+  for (; i + 16 <= n; i += 16) _mm512_storeu_ps(x + i, Silu512(_mm512_loadu_ps(x + i)));
+  return i;
+}
+
+SSMQ_TARGET_AVX512 int64_t GateSpanAvx512(const float* y, const float* z, int64_t n, float* out) {
+  int64_t i = 0;
+  for (; i + 16 <= n; i += 16)
+    _mm512_storeu_ps(out + i, _mm512_mul_ps(_mm512_loadu_ps(y + i), Silu512(_mm512_loadu_ps(z + i))));
+  return i;
 }
 
 SSMQ_TARGET_AVX2 int64_t SiluSpanAvx2(float* x, int64_t n) {
@@ -803,10 +815,8 @@ SSMQ_TARGET_AVX512 void Mamba2ChunkScan512(const Mamba2Dims& dims, int64_t g, in
   const int64_t P = dims.head_dim, N = dims.d_state, Q = chunk, Qp = (Q + 15) / 16 * 16;
   const int64_t b_off = dims.d_inner() + g * N;
   const int64_t c_off = dims.d_inner() + dims.n_groups * N + g * N;
-  const ChunkScratch sc(scratch, Q, Qp, N, P);
-  float *cb = sc.cb, *m = sc.m, *cc = sc.cc, *bc = sc.bc, *bt = sc.bt, *st = sc.st;
-  float *xc = sc.xc, *xw = sc.xw, *cs = sc.cs, *ecs = sc.ecs, *dtv = sc.dtv, *wj = sc.wj;
-  float* u = sc.u;
+  const auto [cb, m, cc, bc, bt, st, xc, xw, cs, ecs, dtv, wj, u] =
+      ChunkScratch(scratch, Q, Qp, N, P);
   for (int64_t t0 = 0; t0 < L; t0 += Q) {
     const int64_t q = std::min(Q, L - t0), qv = (q + 15) / 16 * 16;
     const float* rows = xbc + t0 * xbc_stride;
@@ -1033,10 +1043,8 @@ SSMQ_TARGET_AVX2 void Mamba2ChunkScan256(const Mamba2Dims& dims, int64_t g, int6
   const int64_t P = dims.head_dim, N = dims.d_state, Q = chunk, Qp = (Q + 15) / 16 * 16;
   const int64_t b_off = dims.d_inner() + g * N;
   const int64_t c_off = dims.d_inner() + dims.n_groups * N + g * N;
-  const ChunkScratch sc(scratch, Q, Qp, N, P);
-  float *cb = sc.cb, *m = sc.m, *cc = sc.cc, *bc = sc.bc, *bt = sc.bt, *st = sc.st;
-  float *xc = sc.xc, *xw = sc.xw, *cs = sc.cs, *ecs = sc.ecs, *dtv = sc.dtv, *wj = sc.wj;
-  float* u = sc.u;
+  const auto [cb, m, cc, bc, bt, st, xc, xw, cs, ecs, dtv, wj, u] =
+      ChunkScratch(scratch, Q, Qp, N, P);
   const __m256i iota = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
   for (int64_t t0 = 0; t0 < L; t0 += Q) {
     const int64_t q = std::min(Q, L - t0), qv = (q + 15) / 16 * 16;

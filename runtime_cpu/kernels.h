@@ -12,8 +12,8 @@ namespace ssmq::rt {
 void RmsNormRows(const float* x, int64_t n_rows, int64_t dim, const float* weight, double eps,
                  float* out, int n_threads);
 
-// x[i] = silu(x[i]), i < n: 8 lanes at a time where the CPU has AVX2
-// (those lanes within 2 ulp of the scalar Silu), the tail by Silu.
+// x[i] = silu(x[i]), i < n: 16 / 8 lanes at a time where the CPU has AVX-512 /
+// AVX2 (Silu512 / Silu256, within 2 ulp of the scalar Silu), the tail by Silu.
 void SiluInPlace(float* x, int64_t n);
 
 // Causal depthwise conv + SiLU over time for channels [c0, c1) of one
