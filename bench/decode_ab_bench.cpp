@@ -5,7 +5,8 @@
 //
 //   decode_ab_bench FILE [--threads 2] [--blocks 32] [--block 8]
 //                        [--a KEY=V,...] [--b KEY=V,...]
-// KEY: team (RuntimeOptions::decode_team), f16_state (0/1), tiles
+// KEY: team (RuntimeOptions::decode_team), idle (RuntimeOptions::idle_prefetch, 0/1),
+// f16_state (0/1), tiles
 // (RuntimeOptions::weight_tiles, 0/1), huge (RuntimeOptions::huge_pages, 0/1).
 // Defaults: A team=0, B team=1. Prints each side's tokens/s over all its
 // blocks, and the median over blocks of the B/A time ratio.
@@ -30,6 +31,7 @@ bool ParseVariant(const std::string& text, ssmq::RuntimeOptions& o) {
     const std::string k = kv.substr(0, eq);
     const int v = std::atoi(kv.c_str() + eq + 1);
     if (k == "team") o.decode_team = v;
+    else if (k == "idle") o.idle_prefetch = v != 0;
     else if (k == "f16_state") o.f16_state = v != 0;
     else if (k == "tiles") o.weight_tiles = v != 0;
     else if (k == "huge") o.huge_pages = v != 0;

@@ -252,6 +252,7 @@ Result<std::unique_ptr<Runtime>> Runtime::Create(const Model& model, const Runti
   impl->n_threads = opts.n_threads;
   impl->simulate_act_quant = opts.simulate_act_quant;
   impl->decode_team = opts.decode_team;
+  impl->idle_prefetch = opts.idle_prefetch;
   HParams& hp = impl->hp;
   SSMQ_RETURN_IF_ERROR(CheckHParams(hp));
   if (hp.arch == Arch::kMamba2 && hp.norm_group_size == 0) hp.norm_group_size = hp.d_inner;

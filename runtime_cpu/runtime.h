@@ -54,6 +54,9 @@ struct RuntimeOptions {
   // stage). -1: when the layers are big enough to use threads; 0: never;
   // 1: whenever it applies (tests compare it with 0).
   int decode_team = -1;
+  // In the decode team, a thread waiting at a barrier prefetches the first
+  // bytes of its share of the next stage (idle_prefetch.h).
+  bool idle_prefetch = true;
   // Copy the Q4 and Q8 matmul weights into 16-row tiles at load
   // (weight_tiles.h), handing the row-major pages back: the same resident
   // size, faster decode kernels (every quantized scheme), ~0.3 s more load

@@ -159,6 +159,7 @@ struct Runtime::Impl {
   int n_threads = 0;  // <= 0: OpenMP default at call time
   bool simulate_act_quant = false;  // RuntimeOptions::simulate_act_quant
   int decode_team = -1;             // RuntimeOptions::decode_team
+  bool idle_prefetch = true;        // RuntimeOptions::idle_prefetch
   bool any_float_state = true, any_int8_state = false;  // which state buffers exist
   bool any_half_state = false;                          // (RuntimeOptions::f16_state)
   rt::HugeArena arena;     // the weights laid out at load (RuntimeOptions::huge_pages)

@@ -33,6 +33,12 @@ class SpinBarrier {
 
   template <class Last>
   void Wait(int team, Last&& last) {
+    Wait(team, last, [] { return false; });
+  }
+  // The same; a waiting thread calls idle() before each pause until it
+  // returns false (idle_prefetch.h: small bursts of prefetches).
+  template <class Last, class Idle>
+  void Wait(int team, Last&& last, Idle&& idle) {
     const uint32_t gen = generation_.load(std::memory_order_acquire);
     if (arrived_.fetch_add(1, std::memory_order_acq_rel) == team - 1) {
       last();
@@ -40,7 +46,9 @@ class SpinBarrier {
       generation_.store(gen + 1, std::memory_order_release);
       return;
     }
+    bool idle_left = true;
     for (uint32_t spins = 0; generation_.load(std::memory_order_acquire) == gen; ++spins) {
+      if (idle_left && (idle_left = idle())) continue;
       if (spins < spins_before_yield_) {
         Pause();
       } else {

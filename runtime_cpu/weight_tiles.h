@@ -72,6 +72,29 @@ inline int64_t RowCodeBytes(const Weight& w) {
   return w.format == WeightFormat::kQ4 ? w.cols / 2 : w.cols;
 }
 
+// Where the decode kernels read rows [r0, r1) of w, for prefetching: the
+// tiles where the rows are tiled (a tile holds its 16 rows in 16 · row-bytes
+// contiguous bytes, so rows map to bytes linearly; r0 rounds down to its
+// tile), else the row-major codes, 16-bit or f32 values. {nullptr, 0}: absent.
+struct ByteRange {
+  const void* begin = nullptr;
+  int64_t bytes = 0;
+};
+inline ByteRange RowRangeBytes(const Weight& w, int64_t r0, int64_t r1) {
+  if (r1 <= r0) return {};
+  if (w.quantized()) {
+    const int64_t row_bytes = RowCodeBytes(w);
+    if (w.row_tiled(r0)) {
+      r0 -= r0 % kWeightTileRows;
+      return {w.tiled_codes + r0 * row_bytes, (r1 - r0) * row_bytes};
+    }
+    return {w.codes + r0 * row_bytes, (r1 - r0) * row_bytes};
+  }
+  if (w.half) return {w.half + r0 * w.cols, (r1 - r0) * w.cols * 2};
+  if (w.f32) return {w.f32 + r0 * w.cols, (r1 - r0) * w.cols * 4};
+  return {};
+}
+
 // Row r (w.row_tiled(r)) of the tiles back in row-major form (Q8: signed
 // codes again): RowCodeBytes(w) bytes.
 void UntileRow(const Weight& w, int64_t r, uint8_t* out);

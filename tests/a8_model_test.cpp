@@ -302,7 +302,8 @@ TEST(A8Runtime, StateCacheIsInt8AndStepContinuesPrefill) {
 // for bit those of the stage-by-stage path, on both architectures, for the
 // float model (f32 and f16 state), the integer paths (A8: per-token out_proj
 // input and an int8 state; the quamba recipe: static sites and the online
-// Hadamard, run by the last thread at a barrier) and fixed point (w4a16).
+// Hadamard, run by the last thread at a barrier) and fixed point (w4a16),
+// with and without the prefetching of waiting threads (idle_prefetch.h).
 TEST(A8Runtime, DecodeTeamGivesTheSameLogits) {
   struct Case {
     const char* scheme;
@@ -332,11 +333,13 @@ TEST(A8Runtime, DecodeTeamGivesTheSameLogits) {
           prompt.insert(prompt.end(), ids.begin() + 28 * b, ids.begin() + 28 * b + 16);
           for (int i = 0; i < 12; ++i) steps[i].push_back(ids[28 * b + 16 + i]);
         }
-        std::vector<float> logits[2];
-        for (int team : {0, 1}) {
+        // stage by stage; the team; the team without prefetching at its barriers
+        std::vector<float> logits[3];
+        for (int variant : {0, 1, 2}) {
           RuntimeOptions ro;
           ro.n_threads = threads;
-          ro.decode_team = team;
+          ro.decode_team = variant == 0 ? 0 : 1;
+          ro.idle_prefetch = variant == 1;
           ro.f16_state = c.f16_state;
           auto rt = Runtime::Create(m, ro);
           ASSERT_TRUE(rt.ok()) << rt.status().ToString();
@@ -345,12 +348,16 @@ TEST(A8Runtime, DecodeTeamGivesTheSameLogits) {
           ASSERT_TRUE((*rt)->Prefill(prompt, batch, 16, st, out).ok());
           for (const std::vector<int32_t>& step : steps) {
             ASSERT_TRUE((*rt)->Step(step, st, out).ok());
-            logits[team].insert(logits[team].end(), out.begin(), out.end());
+            logits[variant].insert(logits[variant].end(), out.begin(), out.end());
           }
         }
-        ASSERT_EQ(logits[0].size(), logits[1].size());
-        EXPECT_EQ(
-            std::memcmp(logits[0].data(), logits[1].data(), logits[0].size() * sizeof(float)), 0);
+        for (int variant : {1, 2}) {
+          ASSERT_EQ(logits[0].size(), logits[variant].size());
+          EXPECT_EQ(std::memcmp(logits[0].data(), logits[variant].data(),
+                                logits[0].size() * sizeof(float)),
+                    0)
+              << "variant " << variant;
+        }
       }
     }
   }
