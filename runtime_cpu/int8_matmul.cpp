@@ -682,7 +682,8 @@ SSMQ_TARGET_AVX512 void TiledInt8Q4(const Int8Args& a, const Int8Prep& prep, int
 #pragma GCC unroll 16
       for (int k = 0; k < 16; ++k) {
         PrefetchRead(pb + k * 64 + ahead);
-        const __m512i v = _mm512_loadu_si512(pb + k * 64);
+        __m512i v = _mm512_loadu_si512(pb + k * 64);
+        SSMQ_PIN_VECTOR(v);  // one load (GCC folds it into both masks: two loads)
         even_sum[k & 1] = _mm512_dpbusd_epi32(even_sum[k & 1], _mm512_and_si512(v, low4),
                                               BroadcastDword(x + 4 * k));
         odd_sum[k & 1] = _mm512_dpbusd_epi32(odd_sum[k & 1], _mm512_and_si512(v, high4),

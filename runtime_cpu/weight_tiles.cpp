@@ -48,7 +48,8 @@ SSMQ_TARGET_AVX512 void TileAvx512(const Weight& w, int64_t tile, const int8_t* 
     for (int k = 0; k < kChunksPerBlock; ++k) {
       const int j = k % kSets;
       PrefetchRead(pb + k * kChunkBytes + ahead);
-      const __m512i v = _mm512_loadu_si512(pb + k * kChunkBytes);
+      __m512i v = _mm512_loadu_si512(pb + k * kChunkBytes);
+      SSMQ_PIN_VECTOR(v);  // one load (GCC folds it into both masks: two loads)
       const __m512i even = _mm512_and_si512(v, low4);  // q of columns 8k, 8k+2, ...
       const __m512i odd = _mm512_and_si512(v, high4);  // 16 · q of columns 8k+1, ...
       he[j] = _mm512_dpbusd_epi32(he[j], even, BroadcastDword(x + 4 * k));
