@@ -53,17 +53,26 @@ TEST(IdlePrefetch, IssuesLinesInBurstsWithinTheCap) {
 TEST(IdlePrefetch, BarrierCallsIdleUntilItIsDoneThenWaits) {
   rt::SpinBarrier barrier;
   std::atomic<int> idle_calls{0}, last_runs{0};
+  std::atomic<bool> idle_done{false}, arrived_after_done{false};
 #pragma omp parallel num_threads(2)
   {
-    if (omp_get_thread_num() == 1) std::this_thread::sleep_for(std::chrono::milliseconds(20));
-    int calls = 0;
-    barrier.Wait(2, [&] { ++last_runs; }, [&] { return ++calls < 3; });
-    idle_calls += calls;
+    if (omp_get_thread_num() == 0) {  // arrives first and waits: idle() says done on call 3
+      barrier.Wait(2, [&] { ++last_runs; }, [&] {
+        const bool more = ++idle_calls < 3;
+        if (!more) idle_done = true;
+        return more;
+      });
+    } else {  // arrives once the waiter's idle() is done (or after 5 s, failing below)
+      const auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+      while (!idle_done && std::chrono::steady_clock::now() < give_up) std::this_thread::yield();
+      arrived_after_done = idle_done.load();
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));  // the waiter keeps waiting
+      barrier.Wait(2, [&] { ++last_runs; }, [] { return true; });  // never waits: no idle()
+    }
   }
+  EXPECT_TRUE(arrived_after_done.load());
+  EXPECT_EQ(idle_calls.load(), 3);  // not called again once it said done
   EXPECT_EQ(last_runs.load(), 1);
-  // Only the thread that waits calls idle(): 3 times (the third says done).
-  // Under a loaded machine thread 0 may arrive second; then nobody waits long.
-  EXPECT_TRUE(idle_calls.load() == 3 || idle_calls.load() == 0) << idle_calls.load();
 }
 
 TEST(IdlePrefetch, RowRangeBytesFollowsTheLayoutTheKernelsRead) {
