@@ -10,9 +10,10 @@
 // rows: TeamBlocks hands each thread its share front to back) turns idle
 // time into bytes the stage no longer waits for.
 //
-// One call issues at most kIdleBurstLines prefetches (into L2, like
-// PrefetchRead), so the waiting thread sees the barrier's release within a
-// few hundred nanoseconds; the total is capped at kIdlePrefetchBytes, well
+// One call issues at most kIdleBurstLines prefetches (into L2:
+// PrefetchToL2, where a stream's own PrefetchRead goes to L1), so the
+// waiting thread sees the barrier's release within a few hundred
+// nanoseconds; the total is capped at kIdlePrefetchBytes, well
 // inside L2, so the prefetched lines are still there when the stage reads them.
 #pragma once
 
@@ -44,7 +45,7 @@ class IdlePrefetch {
     for (int64_t lines = 0; cur_ < n_ranges_; ++cur_) {
       Range& r = ranges_[cur_];
       for (; r.begin < r.end && lines < kIdleBurstLines; r.begin += 64, ++lines) {
-        PrefetchRead(reinterpret_cast<const void*>(r.begin));
+        PrefetchToL2(reinterpret_cast<const void*>(r.begin));
       }
       if (r.begin < r.end) return true;
     }

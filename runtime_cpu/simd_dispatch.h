@@ -108,10 +108,17 @@ SSMQ_TARGET_AVX512 inline __m512i ReduceAddEpi32x16(const __m512i (&v)[16]) {
 // bandwidth a plain linear read reaches. Asking for the same columns
 // kPrefetchRows rows ahead (four 4-row tiles) keeps enough lines in flight:
 // measured on the 2-core dev VM (bench/matvec_bench), a Q8 VNNI matvec went
-// from 7 to 12-14 GB/s on one core. The hint is "into L2" (prefetcht1): the
-// L2 tracks more outstanding misses than L1's fill buffers, which the
-// kernel's own loads need; with both cores streaming this moved every decode
-// kernel from 0.6-0.86 to 0.7-1.0 of the read probe (T0 and 8 rows before).
+// from 7 to 12-14 GB/s on one core.
+// The hint is non-temporal (prefetchnta): the line comes into L1 and is
+// not kept in the outer caches when it leaves, and a weight or state line is
+// used once per token (the matrices are far larger than L2, so nothing is
+// lost). On the Zen 5 host of 2026-12-02 it beat the "into L2" hint
+// (prefetcht1, chosen on an earlier VM, where it beat T0) on every decode:
+// `ssmq bench` alternating the two builds, medians of 8 runs each, 2 threads,
+// mamba-370m w8a8 +23%, w4a16 +2%, mamba2-370m w8a8 +10%, w4a16 +7-11%;
+// with the AVX2 kernels (SSMQ_ISA=avx2) mamba2 w8a8 +12%, mamba w4a16 +24%.
+// Lines wanted a while later (a waiting thread's, idle_prefetch.h) go to L2
+// instead: PrefetchToL2.
 // A prefetch never faults, so running past the end of a matrix is harmless
 // (a few KiB of wasted reads per matrix).
 inline constexpr int64_t kPrefetchRows = 16;
@@ -122,7 +129,8 @@ inline constexpr int64_t kPrefetchRows = 16;
 // (bench/decode_ab_bench with and without, mamba2-370m: f32 state +10%,
 // int8 +2%; 1 KiB ahead gave the int8 state nothing).
 inline constexpr int64_t kStatePrefetchBytes = 4096;
-inline void PrefetchRead(const void* p) { __builtin_prefetch(p, 0, 2); }
+inline void PrefetchRead(const void* p) { __builtin_prefetch(p, 0, 0); }
+inline void PrefetchToL2(const void* p) { __builtin_prefetch(p, 0, 2); }
 // PrefetchRead of every 64-byte line of [p, p + bytes).
 inline void PrefetchSpan(const void* p, int64_t bytes) {
   const char* c = static_cast<const char*>(p);
