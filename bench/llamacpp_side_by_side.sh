@@ -249,7 +249,8 @@ print(f"- models: `ssmq synth --seed {os.environ['SEED']}` (random weights, publ
       f"A8 calibration: "
       f"{os.path.basename(os.environ['CALIB'])}, {os.environ['CALIB_SAMPLES']} windows x {os.environ['CALIB_SEQLEN']} tokens")
 print("- llama.cpp: `llama-bench` pp/tg tokens/s, median ± stddev over the rounds; ours: `ssmq bench` "
-      "prefill/decode tokens/s and roofline fraction, medians over the rounds")
+      "prefill/decode tokens/s and roofline fraction, medians over the rounds. Both run one untimed "
+      "warm-up prefill and decode step first (llama-bench's default warm-up; ours pages the mapped weights in)")
 # The read probe each of our runs took after its decode (the roofline's
 # denominator): hosts of one kind differ by 2x here, so the range goes with the table.
 probe = [o["bandwidth_bytes_per_s"] / 1e9

@@ -160,7 +160,7 @@ w(f"Each row is one `ssmq bench FILE --threads T --prompt-len {P} --gen-len {G} 
   "process on a checkpoint with random weights from `ssmq synth` at the preset's published shape"
   + (f" (cut to {layers} layers)" if layers else "") + ". "
   "load = open + Runtime::Create; prefill = batch × prompt tokens / s (the prompt as `ssmq bench` "
-  "runs it); decode = batch × gen steps / s after one untimed warm-up step; peak RSS = VmHWM of the "
+  "runs it, after one untimed warm-up prefill); decode = batch × gen steps / s after one untimed warm-up step; peak RSS = VmHWM of the "
   "process. roofline = decode tok/s over "
   "batch × read bandwidth (best, same thread count) / bytes one step streams (weights in their stored type "
   "+ one embedding row per sequence + the recurrent state read and written). "
