@@ -134,6 +134,8 @@ void ExpectBenchFields(const nlohmann::json& j) {
   }
   EXPECT_GE(j["peak_rss_bytes"].get<double>(), 1 << 20);
   EXPECT_TRUE(j["fits_in_llc"].is_boolean());
+  // One untimed warm-up prefill ran before the timed ones (as in llama-bench).
+  ExpectPositiveFinite(j, "warmup_prefill_seconds");
 }
 
 // Untied mamba2-tiny in f32: measures the bandwidth itself (the only run that
@@ -213,6 +215,12 @@ TEST(BenchCli, TextOutputAndMembwOnly) {
       << out;
   EXPECT_NE(out.find("decode roofline"), std::string::npos) << out;
   EXPECT_NE(out.find("tok/s"), std::string::npos) << out;
+  EXPECT_NE(out.find("warm-up prefill"), std::string::npos) << out;
+  // --no-warmup: the first prefill is the timed one, no warm-up time.
+  const auto cold = RunJson("bench " + Quote(Converted("mamba2-tiny", "f32")) +
+                            " --prompt-len 4 --gen-len 2 --bandwidth 5 --no-warmup --json");
+  EXPECT_EQ(cold["warmup_prefill_seconds"].get<double>(), 0.0);
+  ExpectPositiveFinite(cold, "prefill_tokens_per_s");
   const auto j = RunJson("bench --membw-only --threads 1 --json");
   for (const char* k : {"read_best_bytes_per_s", "read_median_bytes_per_s", "copy_best_bytes_per_s",
                         "triad_best_bytes_per_s", "buffer_bytes"})
