@@ -609,10 +609,12 @@ void Q4DecodeRows(const Weight& w, int64_t r0, int64_t r1, const float* bias,
 namespace {
 
 // A one-row Weight over row r of a tiled Q4 / Q8 weight (weight_tiles.h), its
-// codes copied back to row-major form into `row`, so that the row-major
-// pages, handed back after tiling, are not faulted in again.
-const Weight& TiledRowView(const Weight& w, int64_t r, std::vector<uint8_t>& row, Weight& view,
-                           int64_t& view_row) {
+// codes (and, from w.tiled_scales, its scales) copied back to row-major form
+// into `row` (`row_scales`), so that the row-major pages, handed back after
+// tiling, are not faulted in again (a tied embedding's lookups: one row per
+// token, spread over every page).
+const Weight& TiledRowView(const Weight& w, int64_t r, std::vector<uint8_t>& row,
+                           std::vector<float>& row_scales, Weight& view, int64_t& view_row) {
   view_row = r;
   if (!w.row_tiled(r)) return w;
   Grow(row, static_cast<size_t>(RowCodeBytes(w)));
@@ -623,7 +625,15 @@ const Weight& TiledRowView(const Weight& w, int64_t r, std::vector<uint8_t>& row
   view.source_type = w.source_type;
   view.group_size = w.group_size;
   view.codes = row.data();
-  view.scales = w.scales + r * w.groups_per_row();
+  const int64_t ng = w.groups_per_row();
+  view.scales = w.scales + r * ng;
+  if (w.tiled_scales) {
+    Grow(row_scales, static_cast<size_t>(ng));
+    const TileScaleWalk sw = TileScalesOf(w, r / kWeightTileRows);
+    for (int64_t g = 0; g < ng; ++g)
+      row_scales[g] = sw.at[g * sw.group_step + (r % kWeightTileRows) * sw.lane_step];
+    view.scales = row_scales.data();
+  }
   view_row = 0;
   return view;
 }
@@ -635,10 +645,11 @@ static void DequantizeRowsRowMajor(const Weight& w, int64_t r0, int64_t r1, floa
 void DequantizeRows(const Weight& w, int64_t r0, int64_t r1, float* out, KernelIsa isa) {
   if (!w.has_tiles()) return DequantizeRowsRowMajor(w, r0, r1, out, isa);
   thread_local std::vector<uint8_t> row;
+  thread_local std::vector<float> row_scales;
   Weight view;
   for (int64_t r = r0; r < r1; ++r) {
     int64_t vr = 0;
-    const Weight& v = TiledRowView(w, r, row, view, vr);
+    const Weight& v = TiledRowView(w, r, row, row_scales, view, vr);
     DequantizeRowsRowMajor(v, vr, vr + 1, out + (r - r0) * w.cols, isa);
   }
 }
@@ -665,9 +676,10 @@ static void DequantizeRowsRowMajor(const Weight& w, int64_t r0, int64_t r1, floa
 void DequantizeRow(const Weight& w, int64_t r, float* out) {
   if (w.has_tiles()) {
     thread_local std::vector<uint8_t> row;
+    thread_local std::vector<float> row_scales;
     Weight view;
     int64_t vr = 0;
-    const Weight& v = TiledRowView(w, r, row, view, vr);
+    const Weight& v = TiledRowView(w, r, row, row_scales, view, vr);
     if (&v != &w) return DequantizeRow(v, vr, out);
   }
   const int64_t cols = w.cols;

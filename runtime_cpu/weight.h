@@ -51,6 +51,14 @@ struct Weight {
   // The tiles live in the runtime's HugeArena, or in owned_tiles (shared,
   // so a copy of the Weight keeps them alive).
   const uint8_t* tiled_codes = nullptr;
+  // The tiled rows' scales again, per tile and group as the 16 rows' floats
+  // ([tiles][groups_per_row()][16], after the codes in the same buffer), for
+  // the tile kernels of 16-bit activations (one load where the row-major
+  // array takes a gather); nullptr: those kernels read `scales` (weights
+  // that only meet int8 activations, whose kernels read `scales`).
+  // `scales` stays valid for every row (its pages of tiled rows are handed
+  // back: read again, they fault back in).
+  const float* tiled_scales = nullptr;
   std::shared_ptr<const std::vector<uint8_t>> owned_tiles;
   int64_t tiled_rows = 0;
   bool has_tiles() const { return tiled_rows > 0; }

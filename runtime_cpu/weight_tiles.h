@@ -59,12 +59,14 @@ inline constexpr int64_t kWeightTileRows = 16;
 // codes (still valid, faulted back in if they ever run).
 bool TilesApply(const Weight& w, KernelIsa isa, bool int8_input = false);
 
-// Bytes of w's tiles (0 when TilesApply does not hold on this CPU).
+// Bytes of w's tiles (0 when TilesApply does not hold on this CPU): the
+// codes, and unless int8_input the tiled scales after them.
 size_t TileBytes(const Weight& w, bool int8_input = false);
 
-// Builds w.tiled_codes / tiled_rows (no-op when it does not apply or is
-// built already) into `dst` (TileBytes(w) bytes, e.g. a HugeArena slice;
-// nullptr: w.owned_tiles) and hands the row-major pages back (ReleasePages).
+// Builds w.tiled_codes / tiled_rows, and unless int8_input w.tiled_scales
+// (no-op when it does not apply or is built already) into `dst`
+// (TileBytes(w, int8_input) bytes, e.g. a HugeArena slice; nullptr:
+// w.owned_tiles) and hands the row-major pages back (ReleasePages).
 void BuildTiles(Weight& w, uint8_t* dst = nullptr, bool int8_input = false);
 
 // Bytes of one row-major row of codes: cols / 2 (Q4) or cols (Q8).
@@ -113,6 +115,21 @@ inline void TilesWithin(const Weight& w, int64_t r0, int64_t r1, int64_t* t0, in
   *t1 = std::min(r1, w.tiled_rows) / kWeightTileRows;
 }
 
+// Where a tile kernel finds the 16 row scales of each group of one tile:
+// group g's scale of lane i is at[g · group_step + i · lane_step]. In
+// w.tiled_scales a group's 16 floats are one load (lane_step 1); in the
+// row-major w.scales the lanes are groups_per_row apart (a gather, or one
+// load when there is one group per row).
+struct TileScaleWalk {
+  const float* at;
+  int64_t group_step, lane_step;
+};
+inline TileScaleWalk TileScalesOf(const Weight& w, int64_t tile) {
+  const int64_t ng = w.groups_per_row(), offset = tile * kWeightTileRows * ng;
+  if (w.tiled_scales) return {w.tiled_scales + offset, kWeightTileRows, 1};
+  return {w.scales + offset, 1, ng};
+}
+
 #ifdef SSMQ_HAVE_X86_KERNELS
 // Gather indices of one tile's 16 row scales: lane i -> i · groups_per_row.
 SSMQ_TARGET_AVX512 inline __m512i TileScaleIndex(int64_t groups_per_row) {
@@ -139,16 +156,16 @@ SSMQ_TARGET_AVX2 inline __m256i BroadcastDword256(const void* p) {
 #endif
 
 // Asks for the scales of the tile after `tile` (16 rows x groups_per_row
-// floats, contiguous in w.scales). The tile kernels read a tile's 16 row
-// scales per block with a gather (or one load per group row): without this
+// floats, contiguous in either layout). The tile kernels read a tile's 16 row
+// scales per block (one load, or a gather from the row-major array): without this
 // the first block of every tile waited for up to 16 cache lines that no
 // prefetcher had asked for, as the codes stream in the tiles and the scales
 // in the file's own array (mamba-370m w4a16 decode: +8-10%, the out_proj
 // tiles of 1024 x 2048 reading 16 scale lines per 16 KiB of codes). Past the
 // last tile it asks for lines never used (a prefetch never faults).
 inline void PrefetchNextTileScales(const Weight& w, int64_t tile) {
-  const int64_t per_tile = kWeightTileRows * w.groups_per_row();  // floats
-  const uintptr_t begin = reinterpret_cast<uintptr_t>(w.scales + (tile + 1) * per_tile);
+  const int64_t per_tile = kWeightTileRows * w.groups_per_row();  // floats, either layout
+  const uintptr_t begin = reinterpret_cast<uintptr_t>(TileScalesOf(w, tile + 1).at);
   const uintptr_t end = begin + static_cast<uintptr_t>(per_tile) * 4;
   for (uintptr_t p = begin & ~uintptr_t{63}; p < end; p += 64) {
     PrefetchRead(reinterpret_cast<const void*>(p));

@@ -424,58 +424,72 @@ TEST(Q4Tiles, Fixed16MatchesRowMajor) {
     SCOPED_TRACE(std::string(k.q4 ? "Q4 " : "Q8 ") + std::to_string(k.rows) + "x" +
                  std::to_string(k.cols) + " group " + std::to_string(k.group));
     QuantMatrix m = MakeQuant(k.rows, k.cols, k.q4, k.group, false, 51);
-    rt::Weight tiled = m.w;
-    ASSERT_TRUE(rt::TilesApply(tiled, isa));
-    rt::BuildTiles(tiled);
-    ASSERT_EQ(tiled.tiled_rows, k.rows / 16 * 16);
-    const int64_t rows = k.rows, cols = k.cols, row_bytes = rt::RowCodeBytes(m.w);
-    ASSERT_EQ(row_bytes, k.q4 ? cols / 2 : cols);
-    std::vector<uint8_t> row(row_bytes);
-    for (int64_t r = 0; r < tiled.tiled_rows; ++r) {
-      rt::UntileRow(tiled, r, row.data());
-      ASSERT_EQ(std::memcmp(row.data(), m.q.codes.data() + r * row_bytes, row_bytes), 0) << r;
-    }
-    std::vector<float> deq_ref(rows * cols), deq_tiled(rows * cols);
-    rt::DequantizeRows(m.w, 0, rows, deq_ref.data(), isa);
-    rt::DequantizeRows(tiled, 0, rows, deq_tiled.data(), isa);
-    EXPECT_EQ(deq_ref, deq_tiled);
-    std::vector<float> one_row(cols);
-    rt::DequantizeRow(tiled, rows - 1, one_row.data());
-    EXPECT_TRUE(std::equal(one_row.begin(), one_row.end(), deq_ref.begin() + (rows - 1) * cols));
-    // Prefill panels straight from the tiles: bit for bit the panel of the
-    // dequantized rows; refused for ranges that do not cover whole tiles.
-    for (int64_t r0 = 0; r0 + 16 <= tiled.tiled_rows; r0 += 16) {
-      const int64_t r1 = std::min(tiled.tiled_rows, r0 + rt::kF32PanelRows);
-      std::vector<float> want(rt::kF32PanelRows * cols), got(rt::kF32PanelRows * cols, -1.0f);
-      rt::F32PackPanel(deq_ref.data() + r0 * cols, cols, r1 - r0, want.data());
-      ASSERT_TRUE(rt::PackTiledPanel(tiled, r0, r1, got.data())) << r0;
-      EXPECT_EQ(0, std::memcmp(want.data(), got.data(), want.size() * sizeof(float))) << r0;
-    }
-    std::vector<float> panel(rt::kF32PanelRows * cols);
-    EXPECT_FALSE(rt::PackTiledPanel(tiled, 0, 5, panel.data()));
-    EXPECT_FALSE(rt::PackTiledPanel(tiled, 0, tiled.tiled_rows + 16, panel.data()));
-    EXPECT_FALSE(rt::PackTiledPanel(m.w, 0, 16, panel.data()));  // no tiles
+    // Both scale layouts the tile kernels read: tiled (16-bit activations)
+    // and row-major (int8_input: weights only the int8 kernels meet at decode).
+    for (const bool int8_input : {false, true}) {
+      SCOPED_TRACE(int8_input ? "row-major scales" : "tiled scales");
+      rt::Weight tiled = m.w;
+      ASSERT_TRUE(rt::TilesApply(tiled, isa, int8_input));
+      rt::BuildTiles(tiled, nullptr, int8_input);
+      ASSERT_EQ(tiled.tiled_rows, k.rows / 16 * 16);
+      // Unless int8_input, the tiled rows' scales again as [tile][group][16].
+      ASSERT_EQ(tiled.tiled_scales == nullptr, int8_input);
+      ASSERT_EQ(rt::TileBytes(m.w, int8_input),
+                static_cast<size_t>(tiled.tiled_rows * (rt::RowCodeBytes(m.w) +
+                                                       (int8_input ? 0 : 4 * m.w.groups_per_row()))));
+      for (int64_t r = 0; !int8_input && r < tiled.tiled_rows; ++r)
+        for (int64_t g = 0; g < m.w.groups_per_row(); ++g)
+          ASSERT_EQ(tiled.tiled_scales[((r / 16) * m.w.groups_per_row() + g) * 16 + r % 16],
+                    m.w.scales[r * m.w.groups_per_row() + g]);
+      const int64_t rows = k.rows, cols = k.cols, row_bytes = rt::RowCodeBytes(m.w);
+      ASSERT_EQ(row_bytes, k.q4 ? cols / 2 : cols);
+      std::vector<uint8_t> row(row_bytes);
+      for (int64_t r = 0; r < tiled.tiled_rows; ++r) {
+        rt::UntileRow(tiled, r, row.data());
+        ASSERT_EQ(std::memcmp(row.data(), m.q.codes.data() + r * row_bytes, row_bytes), 0) << r;
+      }
+      std::vector<float> deq_ref(rows * cols), deq_tiled(rows * cols);
+      rt::DequantizeRows(m.w, 0, rows, deq_ref.data(), isa);
+      rt::DequantizeRows(tiled, 0, rows, deq_tiled.data(), isa);
+      EXPECT_EQ(deq_ref, deq_tiled);
+      std::vector<float> one_row(cols);
+      rt::DequantizeRow(tiled, rows - 1, one_row.data());
+      EXPECT_TRUE(std::equal(one_row.begin(), one_row.end(), deq_ref.begin() + (rows - 1) * cols));
+      // Prefill panels straight from the tiles: bit for bit the panel of the
+      // dequantized rows; refused for ranges that do not cover whole tiles.
+      for (int64_t r0 = 0; r0 + 16 <= tiled.tiled_rows; r0 += 16) {
+        const int64_t r1 = std::min(tiled.tiled_rows, r0 + rt::kF32PanelRows);
+        std::vector<float> want(rt::kF32PanelRows * cols), got(rt::kF32PanelRows * cols, -1.0f);
+        rt::F32PackPanel(deq_ref.data() + r0 * cols, cols, r1 - r0, want.data());
+        ASSERT_TRUE(rt::PackTiledPanel(tiled, r0, r1, got.data())) << r0;
+        EXPECT_EQ(0, std::memcmp(want.data(), got.data(), want.size() * sizeof(float))) << r0;
+      }
+      std::vector<float> panel(rt::kF32PanelRows * cols);
+      EXPECT_FALSE(rt::PackTiledPanel(tiled, 0, 5, panel.data()));
+      EXPECT_FALSE(rt::PackTiledPanel(tiled, 0, tiled.tiled_rows + 16, panel.data()));
+      EXPECT_FALSE(rt::PackTiledPanel(m.w, 0, 16, panel.data()));  // no tiles
 
-    const auto bias = RandomVector(rows, 52);
-    const rt::Fixed16Layout layout = rt::Fixed16LayoutFor(m.w);
-    for (int64_t tokens : {int64_t{1}, int64_t{2}}) {
-      const auto x = RandomVector(tokens * cols, 53 + tokens);
-      const rt::Fixed16Activations xa =
-          rt::PrepareFixed16(x.data(), cols, tokens, cols, layout, isa);
-      std::vector<float> ref(tokens * rows), got(tokens * rows, -1.0f);
-      rt::Fixed16RowsScalar(m.w, 0, rows, bias.data(), xa, tokens, ref.data(), rows);
-      rt::Fixed16Rows(tiled, 0, 5, bias.data(), xa, tokens, got.data(), rows);  // inside tile 0
-      rt::Fixed16Rows(tiled, 5, rows, bias.data(), xa, tokens, got.data(), rows);
-      for (int64_t i = 0; i < tokens * rows; ++i)
-        EXPECT_NEAR(got[i], ref[i], 2e-5f * (std::fabs(ref[i]) + 1.0f)) << "row " << i % rows;
+      const auto bias = RandomVector(rows, 52);
+      const rt::Fixed16Layout layout = rt::Fixed16LayoutFor(m.w);
+      for (int64_t tokens : {int64_t{1}, int64_t{2}}) {
+        const auto x = RandomVector(tokens * cols, 53 + tokens);
+        const rt::Fixed16Activations xa =
+            rt::PrepareFixed16(x.data(), cols, tokens, cols, layout, isa);
+        std::vector<float> ref(tokens * rows), got(tokens * rows, -1.0f);
+        rt::Fixed16RowsScalar(m.w, 0, rows, bias.data(), xa, tokens, ref.data(), rows);
+        rt::Fixed16Rows(tiled, 0, 5, bias.data(), xa, tokens, got.data(), rows);  // inside tile 0
+        rt::Fixed16Rows(tiled, 5, rows, bias.data(), xa, tokens, got.data(), rows);
+        for (int64_t i = 0; i < tokens * rows; ++i)
+          EXPECT_NEAR(got[i], ref[i], 2e-5f * (std::fabs(ref[i]) + 1.0f)) << "row " << i % rows;
+      }
+      auto x = RandomVector(cols, 60);
+      x[cols - 1] = NAN;
+      const rt::Fixed16Activations xn =
+          rt::PrepareFixed16(x.data(), cols, 1, cols, layout, isa);
+      std::vector<float> y(rows);
+      rt::Fixed16Rows(tiled, 0, rows, nullptr, xn, 1, y.data(), rows);
+      for (int64_t r = 0; r < rows; ++r) EXPECT_TRUE(std::isnan(y[r])) << r;
     }
-    auto x = RandomVector(cols, 60);
-    x[cols - 1] = NAN;
-    const rt::Fixed16Activations xn =
-        rt::PrepareFixed16(x.data(), cols, 1, cols, layout, isa);
-    std::vector<float> y(rows);
-    rt::Fixed16Rows(tiled, 0, rows, nullptr, xn, 1, y.data(), rows);
-    for (int64_t r = 0; r < rows; ++r) EXPECT_TRUE(std::isnan(y[r])) << r;
   }
   QuantMatrix zp = MakeQuant(32, 256, true, 128, true, 61);
   EXPECT_FALSE(rt::TilesApply(zp.w, rt::KernelIsa::kAvx512));
