@@ -30,7 +30,7 @@ namespace ssmq::rt {
 
 namespace {
 
-// State and A rows are asked for this many channels ahead (into L2): the
+// State and A rows are asked for this many channels ahead (PrefetchRead): the
 // step streams ~19 MB per mamba-370m token (f32 state in and out, A) with
 // an exp per value between loads, and on the dev VM the hardware
 // prefetcher alone leaves it short of the bandwidth (bench/decode_ab_bench
