@@ -7,6 +7,7 @@
 #include <bit>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <map>
 #include <memory>
 #include <nlohmann/json.hpp>
@@ -354,6 +355,30 @@ TEST_P(Mamba2ChunkScan, MatchesPlainLoops) {
       << rt::KernelIsaName(rt::CpuIsa());
   EXPECT_LT(MaxAbsDiff(state_f.data(), state_r.data(), state_f.size()), 1e-5 * scale(state_r))
       << rt::KernelIsaName(rt::CpuIsa());
+}
+
+// The isa_avx2.* ctest variant (tests/CMakeLists.txt) passes
+// --ssmq_isa_variant=avx2 and sets SSMQ_ISA=avx2; this fails if the variable
+// stops reaching the tests (a list-valued ENVIRONMENT once did), which would
+// silently run the AVX-512 kernels twice and the AVX2 ones never.
+TEST(SimdDispatch, IsaVariantReachesTheKernels) {
+  std::string cmdline;
+  if (std::FILE* f = std::fopen("/proc/self/cmdline", "rb")) {
+    for (int c; (c = std::fgetc(f)) != EOF;) cmdline.push_back(c == 0 ? ' ' : char(c));
+    std::fclose(f);
+  }
+  if (cmdline.find("--ssmq_isa_variant=avx2") == std::string::npos) {
+    GTEST_SKIP() << "not the isa_avx2 variant";
+  }
+  const char* env = std::getenv("SSMQ_ISA");
+  ASSERT_NE(env, nullptr) << "SSMQ_ISA did not reach the test";
+  EXPECT_STREQ(env, "avx2");
+  EXPECT_LE(static_cast<int>(rt::CpuIsa()), static_cast<int>(rt::KernelIsa::kAvx2));
+#if defined(__x86_64__)
+  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) {
+    EXPECT_EQ(rt::CpuIsa(), rt::KernelIsa::kAvx2) << rt::KernelIsaName(rt::CpuIsa());
+  }
+#endif
 }
 
 // Softplus inside, channel blocks with a tail (di 40), and the by-channel
