@@ -43,6 +43,9 @@ Status HParams::Validate() const {
     if (d.value <= 0 || d.value > kMaxDim)
       return Bad(std::string(d.name) + " = " + std::to_string(d.value) + " is out of range");
   }
+  if (n_layer > kMaxLayers)
+    return Bad("n_layer = " + std::to_string(n_layer) + " is out of range (at most " +
+               std::to_string(kMaxLayers) + ")");
   if (!(norm_eps > 0.0) || !std::isfinite(norm_eps))
     return Bad("norm_eps must be a positive finite number");
   if (arch == Arch::kMamba1) {
@@ -56,6 +59,9 @@ Status HParams::Validate() const {
     if (d.value <= 0 || d.value > kMaxDim)
       return Bad(std::string(d.name) + " = " + std::to_string(d.value) + " is out of range");
   }
+  if (chunk_size > kMaxChunkSize)
+    return Bad("chunk_size = " + std::to_string(chunk_size) + " is out of range (at most " +
+               std::to_string(kMaxChunkSize) + ")");
   if (n_heads * head_dim != d_inner)
     return Bad("n_heads (" + std::to_string(n_heads) + ") * head_dim (" +
                std::to_string(head_dim) + ") != d_inner (" + std::to_string(d_inner) + ")");
@@ -157,6 +163,12 @@ bool Model::Erase(const std::string& name) {
 
 Status Model::Validate() const {
   SSMQ_RETURN_IF_ERROR(hp.Validate());
+  // Every block has tensors: a count beyond the tensors held is refused
+  // before ExpectedTensors lists ~10 names per claimed block.
+  if (static_cast<uint64_t>(hp.n_layer) > tensors_.size())
+    return Status(StatusCode::kBadShape, "n_layer = " + std::to_string(hp.n_layer) +
+                                             " but the model holds only " +
+                                             std::to_string(tensors_.size()) + " tensors");
   for (const TensorSpec& spec : ExpectedTensors(hp)) {
     const ModelTensor* t = Find(spec.name);
     if (!t) {

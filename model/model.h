@@ -57,6 +57,13 @@ struct HParams {
   Status Validate() const;
 };
 
+// Most blocks a model may claim (spec §4: published Mamba models have <= 64;
+// the bound keeps per-layer tables of a hostile n_layer small).
+inline constexpr int64_t kMaxLayers = 4096;
+// Longest SSD chunk a model may ask for (spec §4; published Mamba2 models
+// use 256). The prefill scan's scratch grows with its square.
+inline constexpr int64_t kMaxChunkSize = 2048;
+
 // A tensor of the model: owns its bytes or views bytes owned elsewhere
 // (an mmap'd file) kept alive by `keepalive`.
 struct ModelTensor {

@@ -36,7 +36,9 @@ Status CheckHParams(const HParams& hp) {
   if (hp.n_groups <= 0 || hp.n_heads % hp.n_groups != 0) {
     return bad("n_heads must be a multiple of n_groups");
   }
-  if (hp.chunk_size <= 0) return bad("chunk_size must be positive");
+  if (hp.chunk_size <= 0 || hp.chunk_size > kMaxChunkSize) {
+    return bad("chunk_size must be in [1, " + std::to_string(kMaxChunkSize) + "]");
+  }
   const int64_t group = hp.norm_group_size == 0 ? hp.d_inner : hp.norm_group_size;
   if (group <= 0 || hp.d_inner % group != 0) {
     return bad("norm_group_size " + std::to_string(hp.norm_group_size) + " must divide d_inner " +

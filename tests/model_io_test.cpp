@@ -167,6 +167,55 @@ TEST(ModelIo, LoaderRejectsMissingOrMisshapedTensors) {
   EXPECT_FALSE(r.ok());
 }
 
+// A hostile n_layer (a valid file with only the count patched) is refused
+// by name before anything is sized by it: at 2^20 blocks the loader once
+// listed ~10 M expected tensor names (8 s, 1 GB) before finding blk.6 missing.
+TEST(ModelIo, LoaderRefusesAnNLayerBeyondItsTensors) {
+  auto m = ImportHfDirectory(FixtureModelDir("mamba2-tiny"));
+  ASSERT_TRUE(m.ok());
+  const std::string dir = MakeTempDir("nlayer");
+  struct Case {
+    int64_t n_layer;
+    StatusCode code;
+    const char* text;
+  };
+  for (const Case& c : {Case{int64_t{1} << 20, StatusCode::kBadMetadata, "at most 4096"},
+                        Case{4096, StatusCode::kBadShape, "holds only"},
+                        Case{7, StatusCode::kBadShape, "blk.6."}}) {
+    SCOPED_TRACE(c.n_layer);
+    Model patched = *m;
+    patched.hp.n_layer = c.n_layer;
+    ssmq::testing::WriteFileBytes(dir + "/n.ssmq", WriteRaw(patched, "", ""));
+    auto r = LoadModel(dir + "/n.ssmq");
+    ASSERT_FALSE(r.ok());
+    EXPECT_EQ(r.status().code(), c.code) << r.status().ToString();
+    EXPECT_NE(r.status().ToString().find(c.text), std::string::npos) << r.status().ToString();
+  }
+}
+
+// chunk_size sizes the prefill scan's scratch by its square and appears in
+// no tensor shape: 2^28 once ended in std::bad_alloc at the first prompt.
+TEST(ModelIo, LoaderRefusesAnOversizedChunk) {
+  auto m = ImportHfDirectory(FixtureModelDir("mamba2-tiny"));
+  ASSERT_TRUE(m.ok());
+  const std::string dir = MakeTempDir("chunk");
+  for (int64_t chunk : {int64_t{2049}, int64_t{1} << 28}) {
+    Model patched = *m;
+    patched.hp.chunk_size = chunk;
+    ssmq::testing::WriteFileBytes(dir + "/c.ssmq", WriteRaw(patched, "", ""));
+    auto r = LoadModel(dir + "/c.ssmq");
+    ASSERT_FALSE(r.ok()) << chunk;
+    EXPECT_EQ(r.status().code(), StatusCode::kBadMetadata) << r.status().ToString();
+    EXPECT_NE(r.status().ToString().find("chunk_size = " + std::to_string(chunk)),
+              std::string::npos)
+        << r.status().ToString();
+  }
+  Model largest = *m;  // the bound itself loads
+  largest.hp.chunk_size = kMaxChunkSize;
+  ssmq::testing::WriteFileBytes(dir + "/c.ssmq", WriteRaw(largest, "", ""));
+  EXPECT_TRUE(LoadModel(dir + "/c.ssmq").ok());
+}
+
 TEST(ModelIo, HParamsMetadataRoundTrip) {
   auto m = ImportHfDirectory(FixtureModelDir("mamba2-tiny"));
   ASSERT_TRUE(m.ok());
