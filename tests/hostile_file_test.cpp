@@ -15,6 +15,7 @@
 #include <cstdint>
 #include <cstring>
 #include <limits>
+#include <ostream>
 #include <random>
 #include <span>
 #include <string>
@@ -229,6 +230,10 @@ struct HostileCase {
   const char* scheme;
   const char* recipe;
 };
+
+void PrintTo(const HostileCase& c, std::ostream* os) {
+  *os << c.model << " " << c.scheme << " (" << c.recipe << ")";
+}
 
 class HostileFile : public ::testing::TestWithParam<HostileCase> {};
 
