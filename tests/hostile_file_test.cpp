@@ -13,7 +13,6 @@
 
 #include <cmath>
 #include <cstdint>
-#include <cstring>
 #include <limits>
 #include <ostream>
 #include <random>
@@ -25,20 +24,13 @@
 #include "format/ssmq_file.h"
 #include "format/ssmq_layout.h"
 #include "model/model_io.h"
+#include "tests/format_test_files.h"
 #include "tests/test_util.h"
 
 namespace {
 
-template <class T>
-T Peek(const std::vector<uint8_t>& b, uint64_t at) {
-  T v;
-  std::memcpy(&v, b.data() + at, sizeof v);
-  return v;
-}
-template <class T>
-void Poke(std::vector<uint8_t>& b, uint64_t at, T v) {
-  std::memcpy(b.data() + at, &v, sizeof v);
-}
+using ssmq::testing::Peek;
+using ssmq::testing::Poke;
 
 // Where a mutation can land: one scalar metadata value (or an array count),
 // or one small tensor's bytes.
